@@ -1,0 +1,61 @@
+//! freshet's partner portal: the HTML shell, the router and the pages.
+//!
+//! Built twice: with `ssr` into the server (which renders the pages and answers the
+//! server functions) and with `hydrate` into the browser's wasm (which takes the
+//! server-rendered page over and runs the refresh rules live). The app never imports
+//! the server: server functions reach it through [`services::PortalServices`] in context.
+
+pub mod clock;
+pub mod format;
+pub mod model;
+pub mod pages;
+pub mod services;
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::StaticSegment;
+use leptos_router::components::{Route, Router, Routes};
+
+/// The document around every page; the server renders it, the browser hydrates `<body>`.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+/// The portal: header, routes, and a `data-hydrated` marker that turns `true` once the
+/// wasm has taken the page over (tests wait for it before they click).
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    let hydrated = RwSignal::new(false);
+    // Effects run only in the browser, after hydration.
+    Effect::new(move |_| hydrated.set(true));
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/freshet.css" />
+        <Title text="freshet · partner portal" />
+        <Router>
+            <header class="topbar">
+                <a class="brand" href="/">"freshet"</a>
+                <span class="tagline">"partner portal"</span>
+            </header>
+            <main data-hydrated=move || if hydrated.get() { "true" } else { "false" }>
+                <Routes fallback=pages::NotFound>
+                    <Route path=StaticSegment("") view=pages::preview::PreviewPage />
+                </Routes>
+            </main>
+        </Router>
+    }
+}

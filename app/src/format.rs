@@ -1,0 +1,40 @@
+//! How the portal writes times for people.
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+/// "just now", "4 min ago", "3 h ago", "2 d ago", or "in 5 min" for a moment ahead of `now`.
+pub fn relative(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let delta = now - at;
+    if delta < TimeDelta::zero() {
+        return format!("in {}", span(-delta));
+    }
+    if delta < TimeDelta::minutes(1) {
+        return "just now".to_owned();
+    }
+    format!("{} ago", span(delta))
+}
+
+fn span(d: TimeDelta) -> String {
+    match d {
+        d if d < TimeDelta::minutes(1) => format!("{} s", d.num_seconds().max(1)),
+        d if d < TimeDelta::hours(1) => format!("{} min", d.num_minutes()),
+        d if d < TimeDelta::days(2) => format!("{} h", d.num_hours()),
+        d => format!("{} d", d.num_days()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn relative_times_read_naturally() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap();
+        assert_eq!(relative(now - TimeDelta::seconds(30), now), "just now");
+        assert_eq!(relative(now - TimeDelta::minutes(25), now), "25 min ago");
+        assert_eq!(relative(now - TimeDelta::hours(5), now), "5 h ago");
+        assert_eq!(relative(now - TimeDelta::days(3), now), "3 d ago");
+        assert_eq!(relative(now + TimeDelta::minutes(5), now), "in 5 min");
+    }
+}

@@ -1,0 +1,33 @@
+import { defineConfig } from "@playwright/test";
+
+// The server under test: the debug build made by scripts/test, on its own port.
+const port = Number(process.env.FRESHET_E2E_PORT ?? 3100);
+
+export default defineConfig({
+  testDir: "./tests",
+  forbidOnly: !!process.env.CI,
+  retries: 0,
+  workers: 1,
+  reporter: [["list"]],
+  timeout: 30_000,
+  use: {
+    baseURL: `http://127.0.0.1:${port}`,
+    trace: "retain-on-failure",
+    launchOptions: {
+      executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+      args: [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--no-first-run", "--disable-quic",
+      ],
+    },
+  },
+  webServer: {
+    command: `../target/debug/freshet serve --bind 127.0.0.1:${port} --site-root ../target/site`,
+    url: `http://127.0.0.1:${port}/healthz`,
+    reuseExistingServer: false,
+    timeout: 30_000,
+    stdout: "pipe",
+    stderr: "pipe",
+  },
+});

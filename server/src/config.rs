@@ -1,0 +1,72 @@
+//! The command line and its environment variables: typed, validated before anything binds.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use freshet_rules::{DEFAULT_REFRESH_INTERVAL_SECONDS, RefreshPolicy};
+
+/// freshet: on-demand Open Banking refreshes.
+#[derive(Debug, Parser)]
+#[command(name = "freshet", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the partner API and the portal.
+    Serve(ServeArgs),
+}
+
+/// `freshet serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on.
+    #[arg(long, env = "FRESHET_BIND", default_value = "127.0.0.1:3000")]
+    pub bind: SocketAddr,
+    /// The folder holding the portal's built assets (`pkg/` inside it).
+    #[arg(long, env = "FRESHET_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+    /// How long after a refresh an account counts as fresh, in seconds.
+    #[arg(long, env = "FRESHET_REFRESH_INTERVAL_SECONDS", default_value_t = DEFAULT_REFRESH_INTERVAL_SECONDS,
+          value_parser = parse_interval)]
+    pub refresh_interval_seconds: i64,
+}
+
+impl ServeArgs {
+    /// The refresh policy these arguments ask for (validated when parsing).
+    pub fn policy(&self) -> RefreshPolicy {
+        RefreshPolicy::from_seconds(self.refresh_interval_seconds).unwrap_or_default()
+    }
+}
+
+fn parse_interval(text: &str) -> Result<i64, String> {
+    let seconds: i64 = text.parse().map_err(|e| format!("{e}"))?;
+    RefreshPolicy::from_seconds(seconds).map_err(|e| e.to_string())?;
+    Ok(seconds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zero_interval_is_refused_before_anything_starts() {
+        let err = Cli::try_parse_from(["freshet", "serve", "--refresh-interval-seconds", "0"])
+            .unwrap_err();
+        assert!(err.to_string().contains("positive"), "{err}");
+    }
+
+    #[test]
+    fn serve_defaults_to_loopback_port_3000_and_twenty_minutes() {
+        let Cli {
+            command: Command::Serve(args),
+        } = Cli::try_parse_from(["freshet", "serve"]).unwrap();
+        assert_eq!(args.bind.to_string(), "127.0.0.1:3000");
+        assert_eq!(args.policy(), RefreshPolicy::default());
+    }
+}

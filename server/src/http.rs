@@ -1,0 +1,67 @@
+//! The HTTP surface: health, the portal (SSR + server functions), and its static assets.
+
+use std::sync::Arc;
+
+use app::services::Services;
+use app::{App, shell};
+use axum::Router;
+use axum::routing::get;
+use leptos::prelude::*;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use tower_http::services::ServeDir;
+
+/// Everything a request handler may need, built once at start-up.
+#[derive(Clone)]
+pub struct AppState {
+    /// Where the portal's assets are and how the pages name them.
+    pub leptos: LeptosOptions,
+    /// What the portal's server functions call.
+    pub portal: Services,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("leptos", &self.leptos)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Leptos options for the portal built into `site_root` (`pkg/freshet.js`, `pkg/freshet_bg.wasm`,
+    /// `pkg/freshet.css`), set here rather than read from compile-time variables.
+    pub fn leptos_options(site_root: &std::path::Path) -> LeptosOptions {
+        LeptosOptions::builder()
+            .output_name("freshet")
+            .site_root(site_root.to_string_lossy().into_owned())
+            .site_pkg_dir("pkg")
+            .build()
+    }
+}
+
+/// The whole server as one router, for `main` and for tests.
+pub fn router(state: AppState) -> Router {
+    let options = state.leptos.clone();
+    let portal: Services = Arc::clone(&state.portal);
+    let pkg_dir =
+        std::path::Path::new(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .leptos_routes_with_context(
+            &options,
+            generate_route_list(App),
+            move || provide_context(Arc::clone(&portal)),
+            {
+                let options = options.clone();
+                move || shell(options.clone())
+            },
+        )
+        .nest_service(
+            "/pkg",
+            ServeDir::new(pkg_dir)
+                .precompressed_br()
+                .precompressed_gzip(),
+        )
+        .fallback(leptos_axum::file_and_error_handler(shell))
+        .with_state(options)
+}
