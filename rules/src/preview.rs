@@ -19,6 +19,7 @@ pub struct Preview<'a> {
     /// How many accounts the user has.
     pub total: usize,
     /// Whole seconds until `nextRefreshAvailableAt`, rounded up; absent when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seconds_until_next_refresh: Option<u64>,
     /// One sentence: "Refresh will trigger 2 of 3 accounts." and the like.
     pub summary: String,
