@@ -1,6 +1,20 @@
 //! How the portal writes times for people.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, TimeDelta, Timelike, Utc};
+
+/// `2026-11-26 11:35:07 UTC`: written by hand, not with chrono's formatter, whose
+/// machinery would cost the browser's wasm more than the page itself.
+pub fn exact(at: DateTime<Utc>) -> String {
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        at.year(),
+        at.month(),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}
 
 /// "just now", "4 min ago", "3 h ago", "2 d ago", or "in 5 min" for a moment ahead of `now`.
 pub fn relative(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
@@ -36,5 +50,11 @@ mod tests {
         assert_eq!(relative(now - TimeDelta::hours(5), now), "5 h ago");
         assert_eq!(relative(now - TimeDelta::days(3), now), "3 d ago");
         assert_eq!(relative(now + TimeDelta::minutes(5), now), "in 5 min");
+    }
+
+    #[test]
+    fn exact_times_are_utc_to_the_second() {
+        let at = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        assert_eq!(exact(at), "2026-01-02 03:04:05 UTC");
     }
 }

@@ -1,9 +1,11 @@
 //! freshet's partner portal: the HTML shell, the router and the pages.
 //!
 //! Built twice: with `ssr` into the server (which renders the pages and answers the
-//! server functions) and with `hydrate` into the browser's wasm (which takes the
-//! server-rendered page over and runs the refresh rules live). The app never imports
-//! the server: server functions reach it through [`services::PortalServices`] in context.
+//! server functions) and with `hydrate` into the browser's wasm. Islands mode: pages,
+//! tables and navigation are plain server-rendered HTML; only `#[island]` components
+//! (the live preview, ...) ship as wasm and hydrate, which keeps the download small.
+//! The app never imports the server: server functions reach it through
+//! [`services::PortalServices`] in context.
 
 pub mod clock;
 pub mod format;
@@ -24,7 +26,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             <head>
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
-                <HydrationScripts options />
+                <HydrationScripts options islands=true />
                 <MetaTags />
             </head>
             <body>
@@ -34,14 +36,10 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-/// The portal: header, routes, and a `data-hydrated` marker that turns `true` once the
-/// wasm has taken the page over (tests wait for it before they click).
+/// The portal: header and routes (rendered on the server).
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    let hydrated = RwSignal::new(false);
-    // Effects run only in the browser, after hydration.
-    Effect::new(move |_| hydrated.set(true));
 
     view! {
         <Stylesheet id="leptos" href="/pkg/freshet.css" />
@@ -51,7 +49,7 @@ pub fn App() -> impl IntoView {
                 <a class="brand" href="/">"freshet"</a>
                 <span class="tagline">"partner portal"</span>
             </header>
-            <main data-hydrated=move || if hydrated.get() { "true" } else { "false" }>
+            <main>
                 <Routes fallback=pages::NotFound>
                     <Route path=StaticSegment("") view=pages::preview::PreviewPage />
                 </Routes>

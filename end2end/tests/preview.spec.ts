@@ -10,7 +10,7 @@ test("the server renders the accounts and their preview before any script runs",
   await page.goto("/");
   await expect(page.getByRole("table")).toContainText("Monzo");
   await expect(page.getByTestId("preview-text")).toHaveText("Refresh will trigger 2 of 3 accounts.");
-  await expect(page.locator("main")).toHaveAttribute("data-hydrated", "false");
+  await expect(page.getByTestId("user-preview")).toHaveAttribute("data-hydrated", "false");
   await context.close();
 });
 

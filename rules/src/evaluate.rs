@@ -1,38 +1,9 @@
-//! The decision itself: rules 1–4 of the crate docs, in two passes over the accounts.
+//! The decision itself: rules 1–4 of the crate docs.
 
 use chrono::{DateTime, Utc};
 
 use crate::model::{AccountDecision, AccountState, Decision, SkipReason, Status, Verdict};
 use crate::policy::RefreshPolicy;
-
-/// When an eligible account turns stale.
-enum Staleness {
-    /// Never refreshed, so stale already.
-    Always,
-    /// Stale from this moment on (`refreshed + interval`; exactly then it is stale).
-    From(DateTime<Utc>),
-    /// The refresh date is so far in the future that adding the interval overflows.
-    Never,
-}
-
-fn staleness(account: &AccountState, policy: &RefreshPolicy) -> Staleness {
-    match account.effective_refreshed_at() {
-        None => Staleness::Always,
-        Some(at) => at
-            .checked_add_signed(policy.interval())
-            .map_or(Staleness::Never, Staleness::From),
-    }
-}
-
-fn is_stale(account: &AccountState, now: DateTime<Utc>, policy: &RefreshPolicy) -> bool {
-    match staleness(account, policy) {
-        Staleness::Always => true,
-        // `now - refreshed < interval` is "within"; so `now >= refreshed + interval` is stale.
-        // A refresh date in the future is within (refreshed "just now"), as the spec asks.
-        Staleness::From(at) => now >= at,
-        Staleness::Never => false,
-    }
-}
 
 /// Decides a refresh request for `accounts` at `now`.
 ///
@@ -45,29 +16,32 @@ pub fn evaluate<'a>(
     now: DateTime<Utc>,
     policy: &RefreshPolicy,
 ) -> Decision<'a> {
-    let any_stale = accounts
-        .iter()
-        .any(|a| a.consent_valid_at(now) && is_stale(a, now, policy));
-
-    let mut next_refresh_available_at: Option<DateTime<Utc>> = None;
+    // One pass decides each account as if nothing were stale (rules 1 and 4) and notes
+    // whether any eligible account is stale; rule 3 then flips the eligible ones.
+    let mut any_stale = false;
+    // Computed once, so that deciding staleness is one comparison per account.
+    let stale_if_refreshed_by = now.checked_sub_signed(policy.interval());
     let mut decisions: Vec<AccountDecision<'a>> = accounts
         .iter()
         .map(|account| {
             let (verdict, next_eligible_at) = if !account.consent_valid_at(now) {
                 (Verdict::Skipped(SkipReason::AccountExpired), None)
-            } else if any_stale {
-                (Verdict::Triggered, None)
             } else {
-                // Rate-limited: it turns stale at `at`, which only helps if its consent
-                // still holds then.
-                let next = match staleness(account, policy) {
-                    Staleness::From(at) if account.consent_valid_at(at) => Some(at),
-                    _ => None,
+                let next = match account.effective_refreshed_at() {
+                    // Rule 2: stale when `now - refreshed >= interval`, i.e. refreshed at or
+                    // before `now - interval`. A date in the future is within (refreshed
+                    // "just now"), and an account never refreshed is stale.
+                    Some(at) if stale_if_refreshed_by.is_none_or(|by| at > by) => {
+                        // Rate-limited until `at + interval`, which only helps if the consent
+                        // still holds then.
+                        at.checked_add_signed(policy.interval())
+                            .filter(|&at| account.consent_valid_at(at))
+                    }
+                    _ => {
+                        any_stale = true;
+                        None
+                    }
                 };
-                if let Some(at) = next {
-                    next_refresh_available_at =
-                        Some(next_refresh_available_at.map_or(at, |n| n.min(at)));
-                }
                 (Verdict::Skipped(SkipReason::RateLimited), next)
             };
             AccountDecision {
@@ -77,6 +51,18 @@ pub fn evaluate<'a>(
             }
         })
         .collect();
+
+    let next_refresh_available_at = if any_stale {
+        for d in &mut decisions {
+            if d.verdict == Verdict::Skipped(SkipReason::RateLimited) {
+                d.verdict = Verdict::Triggered;
+                d.next_eligible_at = None;
+            }
+        }
+        None
+    } else {
+        decisions.iter().filter_map(|d| d.next_eligible_at).min()
+    };
 
     if !decisions.is_sorted_by(|a, b| a.account_id <= b.account_id) {
         decisions.sort_by(|a, b| a.account_id.cmp(b.account_id));

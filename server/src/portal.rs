@@ -30,12 +30,13 @@ impl PortalServices for SamplePortal {
     async fn sample_user(&self) -> Result<UserAccounts, ServiceError> {
         let now = self.clock.now();
         let account = |id: &str, provider: &str, kind: &str, state: AccountState| PortalAccount {
-            state: AccountState {
-                account_id: id.to_owned(),
-                ..state
-            },
+            account_id: id.to_owned(),
             provider_name: provider.to_owned(),
             account_type: kind.to_owned(),
+            consent_status: state.consent_status,
+            consent_expires_at: state.consent_expires_at,
+            last_transaction_refresh_date: state.last_transaction_refresh_date,
+            in_flight_since: state.in_flight_since,
         };
         Ok(UserAccounts {
             user_id: "7d1f0c2a-5b8e-4c3d-9a61-2f4e8b9c0d13".to_owned(),

@@ -13,7 +13,7 @@ use freshet_rules::{
 use leptos::prelude::*;
 
 use crate::clock::current_time;
-use crate::format::relative;
+use crate::format::{exact, relative};
 use crate::model::{PortalAccount, UserAccounts};
 use crate::services::sample_user;
 
@@ -57,7 +57,7 @@ fn evaluate_rows(
     now: DateTime<Utc>,
     policy: &RefreshPolicy,
 ) -> PreviewView {
-    let states: Vec<AccountState> = accounts.iter().map(|a| a.state.clone()).collect();
+    let states: Vec<AccountState> = accounts.iter().map(PortalAccount::rules_state).collect();
     let preview = freshet_rules::preview(&states, now, policy);
     let verdicts = accounts
         .iter()
@@ -66,7 +66,7 @@ fn evaluate_rows(
                 .decision
                 .accounts
                 .iter()
-                .find(|d| d.account_id == a.state.account_id)
+                .find(|d| d.account_id == a.account_id)
                 .map_or((Verdict::Skipped(SkipReason::AccountExpired), None), |d| {
                     (d.verdict, d.next_eligible_at)
                 })
@@ -94,8 +94,14 @@ fn tick_every_second(now: RwSignal<DateTime<Utc>>) {
     });
 }
 
-#[component]
+/// The interactive part of the page (an island): edits, the ticking clock and the preview.
+/// Its root carries `data-hydrated`, `true` once the wasm has taken it over (tests wait
+/// for it: a click before hydration is lost).
+#[island]
 fn UserPreview(user: UserAccounts) -> impl IntoView {
+    let hydrated = RwSignal::new(false);
+    // Effects run only in the browser, after hydration.
+    Effect::new(move |_| hydrated.set(true));
     let policy = RefreshPolicy::from_seconds(user.interval_seconds).unwrap_or_default();
     let now = RwSignal::new(user.now);
     let count = user.accounts.len();
@@ -109,7 +115,12 @@ fn UserPreview(user: UserAccounts) -> impl IntoView {
     let interval_minutes = policy.interval().num_minutes();
 
     view! {
-        <section class="panel" aria-labelledby="user-heading">
+        <section
+            class="panel"
+            aria-labelledby="user-heading"
+            data-testid="user-preview"
+            data-hydrated=move || if hydrated.get() { "true" } else { "false" }
+        >
             <h1 id="user-heading">"User " <code>{user.user_id}</code></h1>
             <p class="hint">
                 "Change an account's consent, last refresh or in-flight state: the preview below is the server's own rules, running in your browser. Interval: "
@@ -150,9 +161,9 @@ fn PreviewSummary(preview: Memo<PreviewView>) -> impl IntoView {
                     .with(|p| p.countdown)
                     .map(|secs| {
                         view! {
-                            <p class="countdown">
-                                "Next refresh possible in "
+                            <p class="countdown" aria-label="Time until the next refresh is allowed">
                                 <time data-testid="countdown" data-seconds=secs>{format_countdown(secs)}</time>
+                                <span class="muted">" until ready"</span>
                             </p>
                         }
                     })
@@ -168,20 +179,23 @@ fn AccountRow(
     now: RwSignal<DateTime<Utc>>,
     preview: Memo<PreviewView>,
 ) -> impl IntoView {
+    // Reads one field of this row's account, tracking the signal.
+    let field = move |f: fn(&PortalAccount) -> Option<DateTime<Utc>>| {
+        accounts.with(|a| a.get(i).and_then(f))
+    };
     let read = move |f: fn(&PortalAccount) -> String| {
         accounts.with(|a| a.get(i).map(f).unwrap_or_default())
     };
-    let update = move |f: Box<dyn FnOnce(&mut AccountState)>| {
+    let update = move |f: Box<dyn FnOnce(&mut PortalAccount)>| {
         accounts.update(|a| {
             if let Some(account) = a.get_mut(i) {
-                f(&mut account.state);
+                f(account);
             }
         });
     };
-    let state = move || accounts.with(|a| a.get(i).map(|a| a.state.clone()));
-    let label = read(|a| format!("{} {}", a.provider_name, a.account_type.to_lowercase()));
+    let label = read(PortalAccount::label);
 
-    let consent_value = move || match state().map(|s| s.consent_status) {
+    let consent_value = move || match accounts.with(|a| a.get(i).map(|a| a.consent_status)) {
         Some(ConsentStatus::Expired) => "EXPIRED",
         _ => "ACTIVE",
     };
@@ -193,26 +207,20 @@ fn AccountRow(
         };
         update(Box::new(move |s| s.consent_status = status));
     };
-    let expiry = move || {
-        state()
-            .and_then(|s| s.consent_expires_at)
-            .map(|at| format!("until {}", freshet_rules::format_timestamp(at)))
-    };
+    let expiry = move || field(|a| a.consent_expires_at).map(|at| format!("until {}", exact(at)));
 
-    let last_refresh = move || match state().and_then(|s| s.last_transaction_refresh_date) {
+    let last_refresh = move || match field(|a| a.last_transaction_refresh_date) {
         Some(at) => relative(at, now.get()),
         None => "never".to_owned(),
     };
     let last_refresh_exact = move || {
-        state()
-            .and_then(|s| s.last_transaction_refresh_date)
-            .map(freshet_rules::format_timestamp)
+        field(|a| a.last_transaction_refresh_date)
+            .map(exact)
             .unwrap_or_default()
     };
     // The input edits "minutes ago"; the account keeps an absolute time, as the server does.
     let minutes_ago = move || {
-        state()
-            .and_then(|s| s.last_transaction_refresh_date)
+        field(|a| a.last_transaction_refresh_date)
             .map(|at| (now.get_untracked() - at).num_minutes().to_string())
             .unwrap_or_default()
     };
@@ -226,7 +234,7 @@ fn AccountRow(
             .map(|m| now.get_untracked() - m);
         update(Box::new(move |s| s.last_transaction_refresh_date = at));
     };
-    let in_flight = move || state().is_some_and(|s| s.in_flight_since.is_some());
+    let in_flight = move || field(|a| a.in_flight_since).is_some();
     let on_in_flight = move |ev| {
         let checked = event_target_checked(&ev);
         let at = checked.then(|| now.get_untracked());
@@ -261,7 +269,7 @@ fn AccountRow(
         <tr data-testid=format!("account-row-{i}")>
             <th scope="row">
                 <span class="provider">{label.clone()}</span>
-                <code class="account-id">{read(|a| a.state.account_id.clone())}</code>
+                <code class="account-id">{read(|a| a.account_id.clone())}</code>
             </th>
             <td>
                 <select aria-label=consent_label data-testid=format!("consent-{i}") prop:value=consent_value on:change=on_consent>
@@ -287,7 +295,16 @@ fn AccountRow(
                 </label>
             </td>
             <td>
-                <input type="checkbox" aria-label=flight_label data-testid=format!("in-flight-{i}") prop:checked=in_flight on:change=on_in_flight />
+                <label class="in-flight">
+                    <input
+                        type="checkbox"
+                        aria-label=flight_label
+                        data-testid=format!("in-flight-{i}")
+                        prop:checked=in_flight
+                        on:change=on_in_flight
+                    />
+                    " in flight"
+                </label>
             </td>
             <td>
                 <span class="badge" data-testid=format!("outcome-{i}") data-outcome=outcome>{outcome_text}</span>

@@ -15,7 +15,7 @@ export class PreviewPage {
   /** Opens the page and waits until the wasm has hydrated it (a click before that is lost). */
   async open() {
     await this.page.goto("/");
-    await expect(this.page.locator("main[data-hydrated=true]")).toBeVisible();
+    await expect(this.page.locator("[data-testid=user-preview][data-hydrated=true]")).toBeVisible();
   }
 
   outcome(row: number): Locator {
