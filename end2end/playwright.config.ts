@@ -1,7 +1,9 @@
 import { defineConfig } from "@playwright/test";
 
 // The server under test: the debug build made by scripts/test, on its own port.
+// FRESHET_E2E_BIN=../target/release/freshet checks the release build (wasm-opt'd) instead.
 const port = Number(process.env.FRESHET_E2E_PORT ?? 3100);
+const bin = process.env.FRESHET_E2E_BIN ?? "../target/debug/freshet";
 
 export default defineConfig({
   testDir: "./tests",
@@ -23,7 +25,7 @@ export default defineConfig({
     },
   },
   webServer: {
-    command: `../target/debug/freshet serve --bind 127.0.0.1:${port} --site-root ../target/site`,
+    command: `${bin} serve --bind 127.0.0.1:${port} --site-root ../target/site`,
     url: `http://127.0.0.1:${port}/healthz`,
     reuseExistingServer: false,
     timeout: 30_000,

@@ -321,9 +321,13 @@ mod tests {
 
     fn account(state: AccountState) -> PortalAccount {
         PortalAccount {
-            state,
+            account_id: state.account_id,
             provider_name: "Bank".into(),
             account_type: "CURRENT".into(),
+            consent_status: state.consent_status,
+            consent_expires_at: state.consent_expires_at,
+            last_transaction_refresh_date: state.last_transaction_refresh_date,
+            in_flight_since: state.in_flight_since,
         }
     }
 
