@@ -15,8 +15,8 @@ pub mod services;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
-use leptos_router::StaticSegment;
 use leptos_router::components::{Route, Router, Routes};
+use leptos_router::{SsrMode, StaticSegment};
 
 /// The document around every page; the server renders it, the browser hydrates `<body>`.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -51,7 +51,10 @@ pub fn App() -> impl IntoView {
             </header>
             <main>
                 <Routes fallback=pages::NotFound>
-                    <Route path=StaticSegment("") view=pages::preview::PreviewPage />
+                    // Async: the HTML is sent whole once the page's data is read, so every page
+                    // reads complete without JavaScript (out-of-order streaming would send a
+                    // loading placeholder and swap the content in with a script).
+                    <Route path=StaticSegment("") view=pages::preview::PreviewPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>
