@@ -27,6 +27,8 @@
 //! assert_eq!(decision.http_status(), 201);
 //! ```
 
+#![warn(missing_docs)]
+
 mod evaluate;
 mod model;
 mod policy;
