@@ -20,11 +20,57 @@ pub struct Cli {
 pub enum Command {
     /// Serve the partner API and the portal.
     Serve(ServeArgs),
+    /// Manage partners.
+    #[command(subcommand)]
+    Partner(PartnerCommand),
+    /// Apply the database migrations, then exit.
+    Migrate(DatabaseArgs),
+}
+
+/// Where the database is; every subcommand takes it.
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// The SQLite database (created when missing).
+    #[arg(
+        long,
+        env = "FRESHET_DATABASE_URL",
+        default_value = "sqlite://freshet.db"
+    )]
+    pub database_url: String,
+}
+
+/// `freshet partner ...`.
+#[derive(Debug, Subcommand)]
+pub enum PartnerCommand {
+    /// Create a partner and print `{"partnerId","apiKey"}` on one line.
+    Create {
+        /// The partner's name.
+        #[arg(long, env = "FRESHET_PARTNER_NAME")]
+        name: String,
+        /// Not enrolled in the direct connection journey (marketplace users only).
+        #[arg(long, env = "FRESHET_MARKETPLACE_ONLY")]
+        marketplace_only: bool,
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
 }
 
 /// `freshet serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// The database.
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Serve `/sandbox/v1` (sandbox users, accounts, clock).
+    #[arg(long, env = "FRESHET_SANDBOX")]
+    pub sandbox: bool,
+    /// On an empty database, create a demo partner, users and accounts (implies --sandbox).
+    #[arg(long, env = "FRESHET_DEMO")]
+    pub demo: bool,
+    /// Allow http and loopback/private webhook targets (local development and tests only).
+    #[arg(long, env = "FRESHET_INSECURE_WEBHOOK_TARGETS")]
+    pub insecure_webhook_targets: bool,
     /// The address to listen on.
     #[arg(long, env = "FRESHET_BIND", default_value = "127.0.0.1:3000")]
     pub bind: SocketAddr,
@@ -63,10 +109,12 @@ mod tests {
 
     #[test]
     fn serve_defaults_to_loopback_port_3000_and_twenty_minutes() {
-        let Cli {
-            command: Command::Serve(args),
-        } = Cli::try_parse_from(["freshet", "serve"]).unwrap();
+        let Command::Serve(args) = Cli::try_parse_from(["freshet", "serve"]).unwrap().command
+        else {
+            panic!("`serve` parses as serve");
+        };
         assert_eq!(args.bind.to_string(), "127.0.0.1:3000");
+        assert_eq!(args.db.database_url, "sqlite://freshet.db");
         assert_eq!(args.policy(), RefreshPolicy::default());
     }
 }

@@ -5,18 +5,24 @@ use std::sync::Arc;
 use app::services::Services;
 use app::{App, shell};
 use axum::Router;
+use axum::extract::FromRef;
 use axum::routing::get;
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::services::ServeDir;
 
+use crate::api::{self, Api, ApiError};
+
 /// Everything a request handler may need, built once at start-up.
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct AppState {
     /// Where the portal's assets are and how the pages name them.
     pub leptos: LeptosOptions,
     /// What the portal's server functions call.
     pub portal: Services,
+    /// The partner API's services.
+    pub api: Arc<Api>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -47,8 +53,9 @@ pub fn router(state: AppState) -> Router {
         std::path::Path::new(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .merge(api::routes::<AppState>(state.api.sandbox))
         .leptos_routes_with_context(
-            &options,
+            &state,
             generate_route_list(App),
             move || provide_context(Arc::clone(&portal)),
             {
@@ -62,6 +69,12 @@ pub fn router(state: AppState) -> Router {
                 .precompressed_br()
                 .precompressed_gzip(),
         )
-        .fallback(leptos_axum::file_and_error_handler(shell))
-        .with_state(options)
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // A panic is a bug; the client still gets a problem body, never a dropped connection.
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(ApiError::Internal(
+                "a handler panicked".to_owned(),
+            ))
+        }))
+        .with_state(state)
 }

@@ -1,8 +1,14 @@
 //! The `freshet` server: configuration, the HTTP router, and the services behind it.
 
+pub mod api;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod http;
+pub mod model;
 pub mod portal;
+pub mod refresh;
+pub mod sandbox;
+pub mod store;
 
 pub use http::{AppState, router};

@@ -4,10 +4,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use server::api::{Api, PartnerCache};
 use server::clock::Clock;
-use server::config::{Cli, Command, ServeArgs};
+use server::config::{Cli, Command, DatabaseArgs, PartnerCommand, ServeArgs};
 use server::portal::SamplePortal;
-use server::{AppState, router};
+use server::refresh::RefreshService;
+use server::store::Store;
+use server::{AppState, demo, router};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -16,17 +19,76 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
+        Command::Migrate(db) => {
+            open(&db).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Partner(PartnerCommand::Create {
+            name,
+            marketplace_only,
+            db,
+        }) => {
+            let store = open(&db).await?;
+            let created = store
+                .create_partner(&name, !marketplace_only, Clock::default().now())
+                .await
+                .context("creating the partner")?;
+            println!(
+                "{}",
+                serde_json::to_string(&created).context("printing the partner")?
+            );
+            Ok(())
+        }
     }
 }
 
+/// Opens the database and applies pending migrations.
+async fn open(db: &DatabaseArgs) -> anyhow::Result<Store> {
+    let store = Store::open(&db.database_url)
+        .await
+        .with_context(|| format!("opening {}", db.database_url))?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let store = open(&args.db).await?;
     let clock = Arc::new(Clock::default());
+    let policy = args.policy();
+    let sandbox = args.sandbox || args.demo;
+    if args.demo
+        && let Some(demo) = demo::seed_if_empty(&store, clock.now())
+            .await
+            .context("seeding the demo")?
+    {
+        println!("demo partner created: {}", demo.partner.partner_id);
+        println!("  API key (shown once): {}", demo.partner.api_key);
+        for (label, user_id) in &demo.users {
+            println!("  user {user_id}  {label}");
+        }
+        println!("  portal: http://{}/", args.bind);
+        println!(
+            "  try: curl -s -X POST -H 'x-api-key: {}' http://{}/v1/users/{}/accounts-refresh",
+            demo.partner.api_key, args.bind, demo.users[0].1
+        );
+    }
+    let api = Arc::new(Api {
+        refresh: RefreshService::start(store.clone(), Arc::clone(&clock), policy),
+        store: store.clone(),
+        clock: Arc::clone(&clock),
+        policy,
+        sandbox,
+        partners: PartnerCache::default(),
+    });
     let state = AppState {
         leptos: AppState::leptos_options(&args.site_root),
-        portal: Arc::new(SamplePortal::new(clock, args.policy())),
+        portal: Arc::new(SamplePortal::new(clock, policy)),
+        api,
     };
     if !args.site_root.join("pkg").join("freshet_bg.wasm").exists() {
         tracing::warn!(site_root = %args.site_root.display(), "no portal wasm found: pages will render but not hydrate (run scripts/run)");
@@ -35,13 +97,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.bind))?;
     tracing::info!(
+        sandbox,
         "freshet listening on http://{}",
         listener.local_addr().context("reading the bound address")?
     );
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .context("serving HTTP")
+        .context("serving HTTP")?;
+    store.close().await;
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,163 @@
+//! Extractors that answer bad input with our problem bodies instead of axum's plain text.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use super::Api;
+use super::error::ApiError;
+use crate::model::Partner;
+
+/// The most a request body may hold.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The authenticated partner, from the `x-api-key` header.
+#[derive(Clone, Debug)]
+pub struct Caller(pub Partner);
+
+impl<S> FromRequestParts<S> for Caller
+where
+    Arc<Api>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let api = Arc::<Api>::from_ref(state);
+        let key = parts
+            .headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .filter(|k| !k.is_empty())
+            .ok_or(ApiError::Unauthorized)?;
+        api.partners
+            .by_key(&api.store, key)
+            .await?
+            .map(Caller)
+            .ok_or(ApiError::Unauthorized)
+    }
+}
+
+/// A path's parameters; a malformed one (a non-UUID id) is a 400.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(t)| Self(t))
+            .map_err(|e: PathRejection| {
+                ApiError::BadRequest(
+                    "INVALID_PATH_PARAMETER",
+                    format!("a path parameter is malformed: {}", e.body_text()),
+                )
+            })
+    }
+}
+
+/// A JSON body that must be present.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+/// A JSON body that may be absent (empty): then `T::default()`.
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub T);
+
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Bytes), ApiError> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<mime_type::Essence>().ok())
+        .is_some_and(|m| m.is_json());
+    let bytes = Bytes::from_request(req, state)
+        .await
+        .map_err(|e: BytesRejection| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(BODY_LIMIT)
+            } else {
+                ApiError::BadRequest(
+                    "UNREADABLE_BODY",
+                    "the request body could not be read".to_owned(),
+                )
+            }
+        })?;
+    Ok((is_json, bytes))
+}
+
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => {
+            ApiError::BadRequest("INVALID_BODY", format!("the body does not fit: {e}"))
+        }
+        _ => ApiError::BadRequest("MALFORMED_JSON", format!("the body is not valid JSON: {e}")),
+    })
+}
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (is_json, bytes) = body_bytes(req, state).await?;
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        parse(&bytes).map(Self)
+    }
+}
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (is_json, bytes) = body_bytes(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        parse(&bytes).map(Self)
+    }
+}
+
+/// A small parser for `Content-Type` values: `application/json`, `application/*+json`,
+/// with or without parameters.
+mod mime_type {
+    pub struct Essence(String);
+
+    impl std::str::FromStr for Essence {
+        type Err = ();
+        fn from_str(s: &str) -> Result<Self, ()> {
+            let essence = s.split(';').next().ok_or(())?.trim().to_ascii_lowercase();
+            Ok(Self(essence))
+        }
+    }
+
+    impl Essence {
+        pub fn is_json(&self) -> bool {
+            self.0 == "application/json"
+                || (self.0.starts_with("application/") && self.0.ends_with("+json"))
+        }
+    }
+}

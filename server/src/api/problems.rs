@@ -1,0 +1,91 @@
+//! `/problems/{slug}`: what each error `code` means, for the `type` links of problem bodies.
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+
+use super::error::problem_slug;
+
+/// Every stable code and what it means.
+pub const CODES: &[(&str, &str)] = &[
+    (
+        "UNAUTHORIZED",
+        "The x-api-key header is missing, or the key is unknown or revoked.",
+    ),
+    (
+        "USER_NOT_FOUND",
+        "The userId does not exist for this partner (another partner's user answers the same).",
+    ),
+    (
+        "ACCOUNT_NOT_FOUND",
+        "The accountId does not exist for this user.",
+    ),
+    ("JOB_NOT_FOUND", "The jobId does not exist for this user."),
+    ("ROUTE_NOT_FOUND", "No endpoint has this path."),
+    (
+        "METHOD_NOT_ALLOWED",
+        "The endpoint exists but not with this HTTP method.",
+    ),
+    (
+        "MARKETPLACE_USER_NOT_SUPPORTED",
+        "On-demand refresh is only for users of the direct connection journey, never for marketplace-sourced users.",
+    ),
+    (
+        "DIRECT_CONNECTION_NOT_ENABLED",
+        "The partner is not enrolled in the direct connection journey.",
+    ),
+    (
+        "IDEMPOTENCY_KEY_REUSED",
+        "This Idempotency-Key was first used, within 24 hours, for another user.",
+    ),
+    (
+        "INVALID_IDEMPOTENCY_KEY",
+        "An Idempotency-Key must be 1 to 255 visible ASCII characters.",
+    ),
+    ("MALFORMED_JSON", "The request body is not valid JSON."),
+    (
+        "INVALID_BODY",
+        "The JSON body has a field of the wrong type, a missing required field, or an unknown field.",
+    ),
+    (
+        "INVALID_PATH_PARAMETER",
+        "A path parameter is malformed, e.g. an id that is not a UUID.",
+    ),
+    (
+        "INVALID_QUERY_PARAMETER",
+        "A query parameter is malformed or out of range (dates must be UTC with milliseconds, e.g. 2026-11-26T12:00:00.000Z).",
+    ),
+    ("UNREADABLE_BODY", "The request body could not be read."),
+    (
+        "PAYLOAD_TOO_LARGE",
+        "The request body is larger than the limit (64 KiB).",
+    ),
+    (
+        "UNSUPPORTED_MEDIA_TYPE",
+        "The request body must be sent as application/json.",
+    ),
+    (
+        "NOT_IMPLEMENTED",
+        "This part of the contract is not available in this build yet.",
+    ),
+    (
+        "SERVICE_UNAVAILABLE",
+        "The request could not be completed now and nothing was changed; try again.",
+    ),
+    (
+        "INTERNAL",
+        "Something failed on our side; the requestId of the body identifies it in our logs.",
+    ),
+];
+
+/// A short HTML page about one code.
+pub async fn describe(Path(slug): Path<String>) -> Response {
+    match CODES.iter().find(|(code, _)| problem_slug(code) == slug) {
+        Some((code, meaning)) => Html(format!(
+            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{code}</title></head>\
+             <body><h1><code>{code}</code></h1><p>{meaning}</p></body></html>"
+        ))
+        .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such problem type").into_response(),
+    }
+}

@@ -1,0 +1,183 @@
+//! `GET /v1/users/{userId}/transactions` and `GET /v1/users/{userId}/accounts/{accountId}/transactions`:
+//! newest first by `created`; `accountId` (repeatable, first form only), `dateFrom`, `dateTo`
+//! (UTC with milliseconds, on `created`), `limit` (1..500, default 100) and `cursor`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::Api;
+use super::error::ApiError;
+use super::extract::{ApiPath, Caller};
+use crate::model::Transaction;
+use crate::store::TransactionFilter;
+
+/// A page of transactions.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page {
+    data: Vec<Transaction>,
+    next_cursor: Option<String>,
+}
+
+fn bad(detail: String) -> ApiError {
+    ApiError::BadRequest("INVALID_QUERY_PARAMETER", detail)
+}
+
+/// Exactly `2026-11-26T12:00:00.000Z`: the one form the API writes, the one it reads.
+fn strict_timestamp(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+    let b = text.as_bytes();
+    let shaped = b.len() == 24 && b[10] == b'T' && b[19] == b'.' && b[23] == b'Z';
+    shaped
+        .then(|| DateTime::parse_from_rfc3339(text).ok())
+        .flatten()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| {
+            bad(format!(
+                "{name} must be a UTC instant with milliseconds, e.g. 2026-11-26T12:00:00.000Z"
+            ))
+        })
+}
+
+fn encode_cursor((created, id): (DateTime<Utc>, Uuid)) -> String {
+    format!("{}:{id}", created.timestamp_millis())
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn decode_cursor(text: &str) -> Option<(DateTime<Utc>, Uuid)> {
+    if !text.len().is_multiple_of(2) || text.len() > 200 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect();
+    let plain = String::from_utf8(bytes?).ok()?;
+    let (ms, id) = plain.split_once(':')?;
+    Some((
+        DateTime::from_timestamp_millis(ms.parse().ok()?)?,
+        Uuid::parse_str(id).ok()?,
+    ))
+}
+
+fn filter(query: Option<&str>, allow_account_filter: bool) -> Result<TransactionFilter, ApiError> {
+    let mut filter = TransactionFilter {
+        limit: 100,
+        ..TransactionFilter::default()
+    };
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match name.as_ref() {
+            "accountId" if allow_account_filter => filter.account_ids.push(
+                Uuid::parse_str(&value).map_err(|_| bad("accountId must be a UUID".to_owned()))?,
+            ),
+            "dateFrom" => filter.date_from = Some(strict_timestamp("dateFrom", &value)?),
+            "dateTo" => filter.date_to = Some(strict_timestamp("dateTo", &value)?),
+            "limit" => {
+                filter.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=500).contains(n))
+                    .ok_or_else(|| bad("limit must be an integer from 1 to 500".to_owned()))?;
+            }
+            "cursor" => {
+                filter.after = Some(
+                    decode_cursor(&value)
+                        .ok_or_else(|| bad("cursor is not one we gave out".to_owned()))?,
+                );
+            }
+            other => return Err(bad(format!("unknown query parameter {other:?}"))),
+        }
+    }
+    if let (Some(from), Some(to)) = (filter.date_from, filter.date_to)
+        && from > to
+    {
+        return Err(bad("dateFrom is after dateTo".to_owned()));
+    }
+    Ok(filter)
+}
+
+async fn page(
+    api: &Api,
+    partner: Uuid,
+    user_id: Uuid,
+    filter: &TransactionFilter,
+) -> Result<Json<Page>, ApiError> {
+    let page = api
+        .store
+        .transactions(partner, user_id, filter)
+        .await?
+        .ok_or_else(ApiError::user_not_found)?;
+    Ok(Json(Page {
+        data: page.data,
+        next_cursor: page.next.map(encode_cursor),
+    }))
+}
+
+pub async fn of_user(
+    State(api): State<Arc<Api>>,
+    Caller(partner): Caller,
+    ApiPath(user_id): ApiPath<Uuid>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Page>, ApiError> {
+    let filter = filter(query.as_deref(), true)?;
+    page(&api, partner.id, user_id, &filter).await
+}
+
+pub async fn of_account(
+    State(api): State<Arc<Api>>,
+    Caller(partner): Caller,
+    ApiPath((user_id, account_id)): ApiPath<(Uuid, Uuid)>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Page>, ApiError> {
+    let mut filter = filter(query.as_deref(), false)?;
+    if !api
+        .store
+        .account_belongs(partner.id, user_id, account_id)
+        .await?
+    {
+        return Err(if api.store.user(partner.id, user_id).await?.is_none() {
+            ApiError::user_not_found()
+        } else {
+            ApiError::NotFound(
+                "ACCOUNT_NOT_FOUND",
+                "the accountId does not exist for this user",
+            )
+        });
+    }
+    filter.account_ids = vec![account_id];
+    page(&api, partner.id, user_id, &filter).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_utc_with_milliseconds_is_accepted() {
+        assert!(strict_timestamp("d", "2026-11-26T12:00:00.000Z").is_ok());
+        for text in [
+            "2026-11-26T12:00:00Z",
+            "2026-11-26T12:00:00.000+00:00",
+            "2026-11-26",
+            "2026-11-26T12:00:00.0000Z",
+            "2026-13-26T12:00:00.000Z",
+        ] {
+            assert!(strict_timestamp("d", text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let at = DateTime::from_timestamp_millis(1_790_000_000_123).unwrap();
+        let id = Uuid::now_v7();
+        assert_eq!(decode_cursor(&encode_cursor((at, id))), Some((at, id)));
+        assert_eq!(decode_cursor("zz"), None);
+        assert_eq!(decode_cursor("abc"), None);
+    }
+}

@@ -1,0 +1,225 @@
+//! The resources of the partner API, as the API writes them (`shared/spec/api.md`):
+//! camelCase JSON, instants as RFC 3339 UTC with milliseconds, absent fields left out.
+
+use chrono::{DateTime, Utc};
+use freshet_rules::{AccountState, ConsentStatus};
+use serde::{Deserialize, Serialize, Serializer};
+use uuid::Uuid;
+
+pub(crate) fn ts<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&freshet_rules::format_timestamp(*at))
+}
+
+pub(crate) fn ts_opt<S: Serializer>(at: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => ts(at, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// A Unix-millisecond column as an instant (out-of-range values read as the epoch, which
+/// only a hand-edited database could hold).
+pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// An instant as a Unix-millisecond column.
+pub(crate) fn to_ms(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+/// A partner, as the authenticated caller of the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partner {
+    /// The partner's id.
+    pub id: Uuid,
+    /// Its display name.
+    pub name: String,
+    /// Enrolled in the direct connection journey (may create and refresh direct users).
+    pub direct_enabled: bool,
+}
+
+/// Where a user came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UserSource {
+    /// Through the partner's direct connection journey: refreshable on demand.
+    Direct,
+    /// Sourced from the marketplace: never refreshed on demand.
+    Marketplace,
+}
+
+impl UserSource {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Direct => "DIRECT",
+            Self::Marketplace => "MARKETPLACE",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Self {
+        if text == "MARKETPLACE" {
+            Self::Marketplace
+        } else {
+            Self::Direct
+        }
+    }
+}
+
+/// A partner's user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// The user's id.
+    pub user_id: Uuid,
+    /// `DIRECT` or `MARKETPLACE`.
+    pub source: UserSource,
+    /// The partner's own reference, if it gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_reference: Option<String>,
+    /// When the user was created.
+    #[serde(serialize_with = "ts")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// A connected bank account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    /// The account's id.
+    pub account_id: Uuid,
+    /// The bank.
+    pub provider_name: String,
+    /// `CURRENT`, `SAVINGS`, `CREDIT_CARD`, ...
+    pub account_type: String,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Decimal string, e.g. `"1250.40"`.
+    pub balance: String,
+    /// `ACTIVE` or `EXPIRED`.
+    pub consent_status: ConsentStatus,
+    /// When the consent ends, if it has an end.
+    #[serde(serialize_with = "ts_opt", skip_serializing_if = "Option::is_none")]
+    pub consent_expires_at: Option<DateTime<Utc>>,
+    /// When transactions were last ingested; absent until the first ingestion.
+    #[serde(serialize_with = "ts_opt", skip_serializing_if = "Option::is_none")]
+    pub last_transaction_refresh_date: Option<DateTime<Utc>>,
+    /// When a refresh still queued or running was triggered (not part of the API).
+    #[serde(skip)]
+    pub in_flight_since: Option<DateTime<Utc>>,
+}
+
+impl Account {
+    /// What the refresh rules read of this account.
+    pub fn rules_state(&self) -> AccountState {
+        AccountState {
+            account_id: self.account_id.to_string(),
+            consent_status: self.consent_status,
+            consent_expires_at: self.consent_expires_at,
+            last_transaction_refresh_date: self.last_transaction_refresh_date,
+            in_flight_since: self.in_flight_since,
+        }
+    }
+}
+
+/// One booked transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Transaction {
+    /// Our id.
+    pub transaction_id: Uuid,
+    /// The account it belongs to.
+    pub account_id: Uuid,
+    /// When freshet stored it (the order of the listing).
+    #[serde(serialize_with = "ts")]
+    pub created: DateTime<Utc>,
+    /// When the bank booked it.
+    #[serde(serialize_with = "ts")]
+    pub booked_at: DateTime<Utc>,
+    /// Decimal string; negative for money out.
+    pub amount: String,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The bank's description.
+    pub description: String,
+    /// The merchant, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merchant_name: Option<String>,
+    /// A category, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+}
+
+/// The state of a refresh job or of one of its accounts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// Being fetched.
+    Running,
+    /// Done.
+    Succeeded,
+    /// Some accounts failed (jobs only).
+    PartiallyFailed,
+    /// Failed.
+    Failed,
+}
+
+impl JobStatus {
+    pub(crate) fn parse(text: &str) -> Self {
+        match text {
+            "RUNNING" => Self::Running,
+            "SUCCEEDED" => Self::Succeeded,
+            "PARTIALLY_FAILED" => Self::PartiallyFailed,
+            "FAILED" => Self::Failed,
+            _ => Self::Queued,
+        }
+    }
+}
+
+/// Why one account of a job failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemError {
+    /// `BANK_UNAVAILABLE`, `BANK_TIMEOUT`, ...
+    pub code: String,
+    /// Whether asking again may succeed.
+    pub retryable: bool,
+}
+
+/// One account of a refresh job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobItem {
+    /// The account.
+    pub account_id: Uuid,
+    /// Where its fetch is.
+    pub state: JobStatus,
+    /// When it ended.
+    #[serde(serialize_with = "ts_opt", skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Transactions new to freshet, once succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_transactions: Option<i64>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ItemError>,
+}
+
+/// A refresh job: the accounts one `201` triggered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    /// The job's id.
+    pub job_id: Uuid,
+    /// Whose accounts.
+    pub user_id: Uuid,
+    /// When the refresh was asked for.
+    #[serde(serialize_with = "ts")]
+    pub created_at: DateTime<Utc>,
+    /// The job's state.
+    pub status: JobStatus,
+    /// Each triggered account.
+    pub accounts: Vec<JobItem>,
+}

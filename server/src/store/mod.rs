@@ -1,0 +1,98 @@
+//! All of freshet's SQL, behind one narrow interface (`Store`), so that PostgreSQL can
+//! come later as a second implementation. SQLite here: one file, WAL, `synchronous=FULL`
+//! (a 201 is only sent after its job is on disk), foreign keys on.
+//!
+//! Two pools: a single write connection (SQLite has one writer; queueing in our pool
+//! instead of in SQLite's busy handler means no "database is locked" ever reaches a
+//! client) and several read connections, which WAL lets run beside the writer.
+
+mod accounts;
+mod partners;
+pub mod refresh;
+mod transactions;
+mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+pub use accounts::NewAccount;
+pub use partners::CreatedPartner;
+pub use refresh::{LoadedUser, NewJob, StoredResponse};
+pub use transactions::{TransactionFilter, TransactionPage};
+
+/// What can go wrong below the API. Every variant is an internal error for the client:
+/// "not found" and the like are `Option`s and enums of the calling service.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database answered with an error.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying the migrations failed.
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The operating system refused us randomness for an id or a key.
+    #[error("randomness: {0}")]
+    Random(String),
+}
+
+/// The database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+/// The embedded migrations of `server/migrations`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl Store {
+    /// Opens (creating when missing) the database at `url`, e.g. `sqlite://freshet.db`.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-32000");
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { write, read })
+    }
+
+    /// Applies the migrations that are not applied yet.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.write).await?;
+        Ok(())
+    }
+
+    /// Starts a write transaction that takes SQLite's write lock at once (`BEGIN IMMEDIATE`),
+    /// so that what it reads cannot change before it writes.
+    pub async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Closes both pools, waiting for connections in use.
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+/// A fresh random UUID (v4) for keys, or a time-ordered one (v7) for rows that are
+/// listed by time; both come from the operating system's randomness.
+pub(crate) fn new_id() -> uuid::Uuid {
+    uuid::Uuid::now_v7()
+}

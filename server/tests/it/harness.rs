@@ -1,0 +1,224 @@
+//! A fresh server per test: its own SQLite file, a frozen clock, the real router.
+
+use std::sync::Arc;
+
+use axum::body::{Body, to_bytes};
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use freshet_rules::RefreshPolicy;
+use serde_json::{Value, json};
+use server::api::{Api, PartnerCache};
+use server::clock::Clock;
+use server::portal::SamplePortal;
+use server::refresh::RefreshService;
+use server::store::Store;
+use server::{AppState, router};
+use tower::ServiceExt;
+
+/// 12:00:00Z, the "now" of the worked examples.
+pub fn noon() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap()
+}
+
+pub fn minutes(m: i64) -> TimeDelta {
+    TimeDelta::minutes(m)
+}
+
+/// `2026-11-26T11:30:00.000Z` for `at(11, 30)`.
+pub fn at(h: u32, m: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 26, h, m, 0).unwrap()
+}
+
+pub fn iso(t: DateTime<Utc>) -> String {
+    freshet_rules::format_timestamp(t)
+}
+
+pub struct TestApp {
+    pub router: axum::Router,
+    pub clock: Arc<Clock>,
+    pub db: sqlx::SqlitePool,
+    pub store: Store,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// Asserts a problem+json body with this status and code.
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "{}", self.body);
+        assert_eq!(
+            self.headers["content-type"], "application/problem+json",
+            "{}",
+            self.body
+        );
+        assert_eq!(self.body["code"], code, "{}", self.body);
+        assert_eq!(self.body["status"], status);
+        assert!(
+            self.body["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("/problems/")
+        );
+    }
+}
+
+impl TestApp {
+    pub async fn new() -> Self {
+        Self::with_sandbox(true).await
+    }
+
+    pub async fn with_sandbox(sandbox: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("freshet.db").display());
+        let store = Store::open(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let clock = Arc::new(Clock::frozen(noon()));
+        let policy = RefreshPolicy::default();
+        let api = Arc::new(Api {
+            refresh: RefreshService::start(store.clone(), Arc::clone(&clock), policy),
+            store: store.clone(),
+            clock: Arc::clone(&clock),
+            policy,
+            sandbox,
+            partners: PartnerCache::default(),
+        });
+        let state = AppState {
+            leptos: AppState::leptos_options(std::path::Path::new("target/site")),
+            portal: Arc::new(SamplePortal::new(Arc::clone(&clock), policy)),
+            api,
+        };
+        let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+        Self {
+            router: router(state),
+            clock,
+            db,
+            store,
+            _dir: dir,
+        }
+    }
+
+    /// Creates a partner through the store (as `freshet partner create` does); returns its key.
+    pub async fn partner(&self, direct: bool) -> String {
+        self.store
+            .create_partner("Test partner", direct, noon())
+            .await
+            .unwrap()
+            .api_key
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        let body = match body {
+            Some(v) => {
+                request = request.header("content-type", "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send(request.body(body).unwrap()).await
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = to_bytes(response.into_body(), 1 << 24).await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Reply {
+        self.call(Method::GET, path, Some(key), None).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Option<Value>) -> Reply {
+        self.call(Method::POST, path, Some(key), body).await
+    }
+
+    /// A direct user of the partner.
+    pub async fn user(&self, key: &str) -> String {
+        let r = self.post("/v1/users", key, None).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body["userId"].as_str().unwrap().to_owned()
+    }
+
+    /// Connects accounts through the sandbox; returns their ids in the request's order.
+    pub async fn connect(&self, key: &str, user: &str, accounts: Value) -> Vec<String> {
+        let r = self
+            .post(
+                &format!("/sandbox/v1/users/{user}/accounts"),
+                key,
+                Some(json!({ "accounts": accounts })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["accountId"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    pub async fn refresh(&self, key: &str, user: &str) -> Reply {
+        self.post(&format!("/v1/users/{user}/accounts-refresh"), key, None)
+            .await
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+
+    /// Rows of every table, to prove a request wrote nothing.
+    pub async fn footprint(&self) -> Vec<i64> {
+        let mut counts = Vec::new();
+        for table in [
+            "partners",
+            "api_keys",
+            "users",
+            "accounts",
+            "transactions",
+            "refresh_jobs",
+            "refresh_job_items",
+            "idempotency_keys",
+        ] {
+            counts.push(self.count(table).await);
+        }
+        counts
+    }
+}
+
+/// `{"consentStatus": ..., "lastTransactionRefreshDate": ...}` for the sandbox.
+pub fn acct(consent: &str, last: Option<DateTime<Utc>>) -> Value {
+    let mut a = json!({ "consentStatus": consent });
+    if let Some(last) = last {
+        a["lastTransactionRefreshDate"] = json!(iso(last));
+    }
+    a
+}

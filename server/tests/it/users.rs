@@ -1,0 +1,217 @@
+//! Users, accounts and transactions through HTTP.
+
+use axum::http::StatusCode;
+use serde_json::json;
+
+use crate::harness::{TestApp, acct, at, iso, noon};
+
+#[tokio::test]
+async fn a_created_user_reads_back_with_its_source_and_reference() {
+    let app = TestApp::new().await;
+    let key = app.partner(true).await;
+    let r = app
+        .post(
+            "/v1/users",
+            &key,
+            Some(json!({ "externalReference": "crm-77" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.body["source"], "DIRECT");
+    assert_eq!(r.body["createdAt"], iso(noon()));
+    let id = r.body["userId"].as_str().unwrap();
+    let got = app.get(&format!("/v1/users/{id}"), &key).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body, r.body);
+    assert_eq!(got.body["externalReference"], "crm-77");
+}
+
+#[tokio::test]
+async fn accounts_list_consent_and_refresh_dates_and_omit_the_date_before_the_first_ingestion() {
+    let app = TestApp::new().await;
+    let key = app.partner(true).await;
+    let user = app.user(&key).await;
+    let ids = app
+        .connect(&key, &user, json!([
+            { "providerName": "Monzo", "lastTransactionRefreshDate": iso(at(11, 30)), "consentExpiresAt": "2027-01-01T00:00:00.000Z" },
+            acct("EXPIRED", None),
+        ]))
+        .await;
+    let r = app.get(&format!("/v1/users/{user}/accounts"), &key).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let data = r.body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    let monzo = data
+        .iter()
+        .find(|a| a["accountId"] == ids[0].as_str())
+        .unwrap();
+    assert_eq!(monzo["providerName"], "Monzo");
+    assert_eq!(monzo["consentStatus"], "ACTIVE");
+    assert_eq!(monzo["consentExpiresAt"], "2027-01-01T00:00:00.000Z");
+    assert_eq!(
+        monzo["lastTransactionRefreshDate"],
+        "2026-11-26T11:30:00.000Z"
+    );
+    let expired = data
+        .iter()
+        .find(|a| a["accountId"] == ids[1].as_str())
+        .unwrap();
+    assert_eq!(expired["consentStatus"], "EXPIRED");
+    assert!(
+        expired.get("lastTransactionRefreshDate").is_none(),
+        "absent until the first ingestion"
+    );
+}
+
+#[tokio::test]
+async fn transactions_page_newest_first_with_filters_and_a_cursor() {
+    let app = TestApp::new().await;
+    let key = app.partner(true).await;
+    let user = app.user(&key).await;
+    let ids = app
+        .connect(&key, &user, json!([
+            { "lastTransactionRefreshDate": iso(at(11, 0)), "transactionCount": 30 },
+            { "lastTransactionRefreshDate": iso(at(10, 0)), "transactionCount": 5, "persona": "gambler" },
+        ]))
+        .await;
+    let all = app
+        .get(&format!("/v1/users/{user}/transactions?limit=500"), &key)
+        .await;
+    assert_eq!(all.status, StatusCode::OK);
+    let data = all.body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 35);
+    assert_eq!(all.body["nextCursor"], serde_json::Value::Null);
+    let created: Vec<&str> = data
+        .iter()
+        .map(|t| t["created"].as_str().unwrap())
+        .collect();
+    assert!(
+        created.windows(2).all(|w| w[0] >= w[1]),
+        "newest first by created"
+    );
+
+    // Pages of 8 cover the same 35 transactions, in the same order, once each.
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/users/{user}/transactions?limit=8&cursor={c}"),
+            None => format!("/v1/users/{user}/transactions?limit=8"),
+        };
+        let page = app.get(&path, &key).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        paged.extend(
+            page.body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["transactionId"].clone()),
+        );
+        match page.body["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let ids_all: Vec<_> = data.iter().map(|t| t["transactionId"].clone()).collect();
+    assert_eq!(paged, ids_all);
+
+    // Filters: one account; a created window that holds only the second account's ingestion.
+    let one = app
+        .get(
+            &format!(
+                "/v1/users/{user}/transactions?accountId={}&limit=500",
+                ids[1]
+            ),
+            &key,
+        )
+        .await;
+    assert_eq!(one.body["data"].as_array().unwrap().len(), 5);
+    let window = app
+        .get(&format!("/v1/users/{user}/transactions?dateFrom=2026-11-26T09:59:00.000Z&dateTo=2026-11-26T10:01:00.000Z"), &key)
+        .await;
+    assert_eq!(window.body["data"].as_array().unwrap().len(), 5);
+    let by_account = app
+        .get(
+            &format!(
+                "/v1/users/{user}/accounts/{}/transactions?limit=500",
+                ids[0]
+            ),
+            &key,
+        )
+        .await;
+    assert_eq!(by_account.body["data"].as_array().unwrap().len(), 30);
+    assert!(
+        by_account.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["accountId"] == ids[0].as_str())
+    );
+}
+
+#[tokio::test]
+async fn transaction_queries_are_validated() {
+    let app = TestApp::new().await;
+    let key = app.partner(true).await;
+    let user = app.user(&key).await;
+    for query in [
+        "dateFrom=2026-11-26T10:00:00Z",
+        "dateTo=2026-11-26",
+        "dateFrom=2026-11-26T10:00:00.000%2B01:00",
+        "dateFrom=2026-11-26T11:00:00.000Z&dateTo=2026-11-26T10:00:00.000Z",
+        "limit=0",
+        "limit=501",
+        "limit=ten",
+        "cursor=nonsense",
+        "accountId=42",
+        "color=blue",
+    ] {
+        app.get(&format!("/v1/users/{user}/transactions?{query}"), &key)
+            .await
+            .assert_problem(400, "INVALID_QUERY_PARAMETER");
+    }
+    let unknown = uuid::Uuid::new_v4();
+    app.get(
+        &format!("/v1/users/{user}/accounts/{unknown}/transactions"),
+        &key,
+    )
+    .await
+    .assert_problem(404, "ACCOUNT_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn the_sandbox_answers_404_when_the_server_is_not_a_sandbox() {
+    let app = TestApp::with_sandbox(false).await;
+    let key = app.partner(true).await;
+    app.post("/sandbox/v1/users", &key, None)
+        .await
+        .assert_problem(404, "ROUTE_NOT_FOUND");
+    app.post(
+        "/sandbox/v1/clock",
+        &key,
+        Some(json!({ "offsetSeconds": 60 })),
+    )
+    .await
+    .assert_problem(404, "ROUTE_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn the_sandbox_clock_sets_an_offset_from_real_time() {
+    let app = TestApp::new().await;
+    let key = app.partner(true).await;
+    let r = app
+        .post(
+            "/sandbox/v1/clock",
+            &key,
+            Some(json!({ "offsetSeconds": 3600 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["offsetSeconds"], 3600);
+    let now = chrono::DateTime::parse_from_rfc3339(r.body["now"].as_str().unwrap()).unwrap();
+    let lead = now.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    assert!(
+        lead > chrono::TimeDelta::minutes(59) && lead < chrono::TimeDelta::minutes(61),
+        "{lead}"
+    );
+}
