@@ -1,9 +1,13 @@
 import { defineConfig } from "@playwright/test";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 // The server under test: the debug build made by scripts/test, on its own port.
 // FRESHET_E2E_BIN=../target/release/freshet checks the release build (wasm-opt'd) instead.
 const port = Number(process.env.FRESHET_E2E_PORT ?? 3100);
 const bin = process.env.FRESHET_E2E_BIN ?? "../target/debug/freshet";
+// A new database for every run, so that no earlier run's data (or schema) is seen.
+const db = `sqlite://${join(tmpdir(), `freshet-e2e-${Date.now()}.db`)}`;
 
 export default defineConfig({
   testDir: "./tests",
@@ -25,7 +29,7 @@ export default defineConfig({
     },
   },
   webServer: {
-    command: `${bin} serve --bind 127.0.0.1:${port} --site-root ../target/site`,
+    command: `${bin} serve --bind 127.0.0.1:${port} --site-root ../target/site --database-url ${db} --sandbox`,
     url: `http://127.0.0.1:${port}/healthz`,
     reuseExistingServer: false,
     timeout: 30_000,

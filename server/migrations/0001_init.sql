@@ -1,5 +1,8 @@
 -- freshet's first schema. Instants are Unix milliseconds (INTEGER, UTC); ids are UUID text.
 -- STRICT tables: SQLite refuses values of the wrong type instead of storing them.
+-- WITHOUT ROWID: every table is keyed by text ids, so the primary key is the table itself
+-- (one B-tree per insert instead of a rowid table plus a key index: the refresh hot path
+-- writes a job, its items and marks accounts in every batch).
 
 CREATE TABLE partners (
     id              TEXT PRIMARY KEY,
@@ -7,7 +10,7 @@ CREATE TABLE partners (
     -- Partners enrolled in the direct connection journey may create users and refresh them.
     direct_enabled  INTEGER NOT NULL DEFAULT 1 CHECK (direct_enabled IN (0, 1)),
     created_at      INTEGER NOT NULL
-) STRICT;
+) STRICT, WITHOUT ROWID;
 
 CREATE TABLE api_keys (
     id          TEXT PRIMARY KEY,
@@ -17,7 +20,7 @@ CREATE TABLE api_keys (
     prefix      TEXT NOT NULL,
     created_at  INTEGER NOT NULL,
     revoked_at  INTEGER
-) STRICT;
+) STRICT, WITHOUT ROWID;
 
 CREATE TABLE users (
     id                  TEXT PRIMARY KEY,
@@ -25,7 +28,7 @@ CREATE TABLE users (
     source              TEXT NOT NULL CHECK (source IN ('DIRECT', 'MARKETPLACE')),
     external_reference  TEXT,
     created_at          INTEGER NOT NULL
-) STRICT;
+) STRICT, WITHOUT ROWID;
 CREATE INDEX users_by_partner ON users (partner_id, created_at, id);
 
 CREATE TABLE accounts (
@@ -38,12 +41,12 @@ CREATE TABLE accounts (
     consent_status                  TEXT NOT NULL CHECK (consent_status IN ('ACTIVE', 'EXPIRED')),
     consent_expires_at              INTEGER,
     last_transaction_refresh_date   INTEGER,
-    -- Set while a refresh of the account is queued or running: when it was triggered, by which job.
+    -- Set while a refresh of the account is queued or running: when it was triggered
+    -- (its open item in refresh_job_items says by which job).
     in_flight_since                 INTEGER,
-    in_flight_job_id                TEXT,
     persona                         TEXT NOT NULL DEFAULT 'salaried',
     created_at                      INTEGER NOT NULL
-) STRICT;
+) STRICT, WITHOUT ROWID;
 CREATE INDEX accounts_by_user ON accounts (user_id, id);
 
 CREATE TABLE transactions (
@@ -59,7 +62,7 @@ CREATE TABLE transactions (
     merchant_name        TEXT,
     category             TEXT,
     UNIQUE (account_id, bank_transaction_id)
-) STRICT;
+) STRICT, WITHOUT ROWID;
 CREATE INDEX transactions_by_user ON transactions (user_id, created DESC, id DESC);
 CREATE INDEX transactions_by_account ON transactions (account_id, created DESC, id DESC);
 
@@ -70,7 +73,7 @@ CREATE TABLE refresh_jobs (
     status       TEXT NOT NULL CHECK (status IN ('QUEUED', 'RUNNING', 'SUCCEEDED', 'PARTIALLY_FAILED', 'FAILED')),
     created_at   INTEGER NOT NULL,
     finished_at  INTEGER
-) STRICT;
+) STRICT, WITHOUT ROWID;
 CREATE INDEX refresh_jobs_by_user ON refresh_jobs (user_id, created_at);
 
 CREATE TABLE refresh_job_items (
@@ -86,7 +89,7 @@ CREATE TABLE refresh_job_items (
     error_code        TEXT,
     error_retryable   INTEGER,
     PRIMARY KEY (job_id, account_id)
-) STRICT;
+) STRICT, WITHOUT ROWID;
 CREATE INDEX refresh_job_items_open ON refresh_job_items (state, lease_expires_at) WHERE state IN ('QUEUED', 'RUNNING');
 
 -- Idempotency-Key records: the first response, replayed for 24 hours.
@@ -99,4 +102,4 @@ CREATE TABLE idempotency_keys (
     retry_after  INTEGER,
     created_at   INTEGER NOT NULL,
     PRIMARY KEY (partner_id, key)
-) STRICT;
+) STRICT, WITHOUT ROWID;

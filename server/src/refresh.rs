@@ -3,24 +3,27 @@
 //!
 //! One fsync costs 1–3 ms on this kind of disk, so a commit per request would cap the
 //! endpoint near a few hundred requests a second. Instead one writer task takes every
-//! request waiting at that moment, decides each in turn inside one `BEGIN IMMEDIATE`
-//! transaction (each in its own savepoint, so a failing request rolls back alone and later
-//! requests see earlier ones' writes), commits once, and only then answers them all.
-//! Every 201 is therefore sent after its job is on disk, and concurrent requests for one
-//! user are decided one after another: at most one of them triggers.
+//! request waiting at that moment (group commit) and, inside one `BEGIN IMMEDIATE`
+//! transaction, reads all their users at once, decides each request in turn in memory
+//! (later ones seeing earlier ones' jobs), writes all the jobs in a few statements, commits
+//! once, and only then answers them all. Every 201 is therefore sent after its job is on
+//! disk, and concurrent requests for one user are decided one after another: at most one
+//! of them triggers.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use freshet_rules::{Decision, Outcome, RefreshPolicy, SkipReason, Status};
 use serde::Serialize;
-use sqlx::{Connection, SqliteConnection};
+use std::collections::HashMap;
+
+use sqlx::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::model::{Account, Partner, UserSource, ts_opt};
-use crate::store::{self, NewJob, Store, StoreError, StoredResponse};
+use crate::model::{Partner, UserSource, ts_opt};
+use crate::store::{self, LoadedUser, NewJob, Store, StoreError, StoredResponse};
 
 /// How many waiting requests one commit may carry.
 const MAX_BATCH: usize = 512;
@@ -120,8 +123,31 @@ async fn writer(
     policy: RefreshPolicy,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut conn: Option<SqliteConnection> = None;
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let results = decide_batch(&store, &clock, &policy, &batch).await;
+        if conn.is_none() {
+            conn = store
+                .dedicated_writer()
+                .await
+                .inspect_err(
+                    |e| tracing::error!(error = %e, "refresh writer: cannot open its connection"),
+                )
+                .ok();
+        }
+        let results = match conn.as_mut() {
+            Some(c) => decide_batch(c, &clock, &policy, &batch).await,
+            None => batch
+                .iter()
+                .map(|_| Err(RefreshError::NotCommitted))
+                .collect(),
+        };
+        // After a failed batch the connection may be in any state: the next batch opens a new one.
+        if results
+            .iter()
+            .any(|r| matches!(r, Err(RefreshError::NotCommitted)))
+        {
+            conn = None;
+        }
         for (pending, result) in batch.drain(..).zip(results) {
             // The client may have gone away; its job stands either way.
             let _ = pending.reply.send(result);
@@ -130,110 +156,155 @@ async fn writer(
 }
 
 async fn decide_batch(
-    store: &Store,
+    conn: &mut SqliteConnection,
     clock: &Clock,
     policy: &RefreshPolicy,
     batch: &[Pending],
 ) -> Vec<Result<RefreshResponse, RefreshError>> {
-    let mut tx = match store.begin_write().await {
-        Ok(tx) => tx,
+    match decide_and_commit(conn, clock.now(), policy, batch).await {
+        Ok(results) => results,
         Err(e) => {
-            tracing::error!(error = %e, "refresh batch: could not start the write transaction");
-            return batch
+            tracing::error!(error = %e, size = batch.len(), "refresh batch not committed; every request of it fails");
+            batch
                 .iter()
                 .map(|_| Err(RefreshError::NotCommitted))
-                .collect();
+                .collect()
         }
-    };
-    let mut results = Vec::with_capacity(batch.len());
-    for pending in batch {
-        results.push(decide_in_savepoint(&mut tx, &pending.command, clock.now(), policy).await);
     }
-    if let Err(e) = tx.commit().await {
-        tracing::error!(error = %e, "refresh batch: commit failed; every request of the batch fails");
-        return batch
-            .iter()
-            .map(|_| Err(RefreshError::NotCommitted))
-            .collect();
-    }
-    results
 }
 
-async fn decide_in_savepoint(
+/// What one batch writes, gathered while its requests are decided in memory.
+#[derive(Default)]
+struct Writes {
+    jobs: Vec<NewJob>,
+    responses: Vec<(Uuid, String, StoredResponse)>,
+}
+
+/// Reads every user of the batch in one query, decides each request in arrival order
+/// against that state (each decision updating it, so a later request sees an earlier one's
+/// jobs), then writes everything in three or four statements and commits once. A request
+/// refused for its own reasons writes nothing; a failing write fails the whole batch, of
+/// which nothing is then kept.
+async fn decide_and_commit(
     conn: &mut SqliteConnection,
-    command: &RefreshCommand,
     now: DateTime<Utc>,
     policy: &RefreshPolicy,
-) -> Result<RefreshResponse, RefreshError> {
-    let mut savepoint = conn.begin().await.map_err(StoreError::from)?;
-    match decide(&mut savepoint, command, now, policy).await {
-        Ok(response) => {
-            savepoint.commit().await.map_err(StoreError::from)?;
-            Ok(response)
-        }
-        Err(e) => {
-            savepoint.rollback().await.map_err(StoreError::from)?;
-            Err(e)
-        }
+    batch: &[Pending],
+) -> Result<Vec<Result<RefreshResponse, RefreshError>>, StoreError> {
+    let result = decide_and_commit_inner(conn, now, policy, batch).await;
+    if result.is_err() {
+        store::refresh::rollback(conn).await;
     }
+    result
 }
 
-/// One request: replay, validate, evaluate with the rules, write the job.
-async fn decide(
+async fn decide_and_commit_inner(
+    conn: &mut SqliteConnection,
+    now: DateTime<Utc>,
+    policy: &RefreshPolicy,
+    batch: &[Pending],
+) -> Result<Vec<Result<RefreshResponse, RefreshError>>, StoreError> {
+    let mut user_ids: Vec<Uuid> = batch.iter().map(|p| p.command.user_id).collect();
+    user_ids.sort_unstable();
+    user_ids.dedup();
+    let mut users = store::refresh::begin_and_load_users(conn, &user_ids).await?;
+    let mut writes = Writes::default();
+    let mut results = Vec::with_capacity(batch.len());
+    for pending in batch {
+        let replay = replayed(conn, &pending.command, &writes, now).await?;
+        results.push(match replay {
+            Some(answer) => answer,
+            None => decide(&pending.command, &mut users, &mut writes, now, policy),
+        });
+    }
+    store::refresh::store_responses(conn, &writes.responses, now).await?;
+    store::refresh::insert_jobs_and_commit(conn, &writes.jobs, now).await?;
+    Ok(results)
+}
+
+/// The first answer under the command's `Idempotency-Key` (from this batch or the last
+/// 24 hours), or `None` when there is none.
+async fn replayed(
     conn: &mut SqliteConnection,
     command: &RefreshCommand,
+    writes: &Writes,
+    now: DateTime<Utc>,
+) -> Result<Option<Result<RefreshResponse, RefreshError>>, StoreError> {
+    let Some(key) = &command.idempotency_key else {
+        return Ok(None);
+    };
+    let partner = command.partner.id;
+    let in_batch = writes
+        .responses
+        .iter()
+        .find(|(p, k, _)| *p == partner && k == key)
+        .map(|(_, _, r)| r.clone());
+    let stored = match in_batch {
+        Some(r) => Some(r),
+        None => {
+            store::refresh::stored_response(conn, partner, key, now - IDEMPOTENCY_WINDOW).await?
+        }
+    };
+    Ok(stored.map(|stored| {
+        if stored.user_id == command.user_id {
+            Ok(RefreshResponse {
+                status: stored.status,
+                body: stored.body,
+                retry_after: stored.retry_after,
+            })
+        } else {
+            Err(RefreshError::IdempotencyKeyReused)
+        }
+    }))
+}
+
+/// One request, in memory: validate, evaluate with the rules, note the job to write.
+fn decide(
+    command: &RefreshCommand,
+    users: &mut HashMap<Uuid, (Uuid, LoadedUser)>,
+    writes: &mut Writes,
     now: DateTime<Utc>,
     policy: &RefreshPolicy,
 ) -> Result<RefreshResponse, RefreshError> {
     let partner = command.partner.id;
-    if let Some(key) = &command.idempotency_key
-        && let Some(stored) =
-            store::refresh::stored_response(conn, partner, key, now - IDEMPOTENCY_WINDOW).await?
-    {
-        if stored.user_id != command.user_id {
-            return Err(RefreshError::IdempotencyKeyReused);
-        }
-        return Ok(RefreshResponse {
-            status: stored.status,
-            body: stored.body,
-            retry_after: stored.retry_after,
-        });
-    }
     if !command.partner.direct_enabled {
         return Err(RefreshError::DirectNotEnabled);
     }
-    let user = store::refresh::load_user(conn, partner, command.user_id)
-        .await?
-        .ok_or(RefreshError::UserNotFound)?;
+    let user = match users.get_mut(&command.user_id) {
+        Some((owner, user)) if *owner == partner => user,
+        _ => return Err(RefreshError::UserNotFound),
+    };
     if user.source == UserSource::Marketplace {
         return Err(RefreshError::MarketplaceUser);
     }
 
-    let states: Vec<_> = user.accounts.iter().map(Account::rules_state).collect();
-    let decision = freshet_rules::evaluate(&states, now, policy);
+    let decision = freshet_rules::evaluate(&user.accounts, now, policy);
     let job_id = (decision.status == Status::Triggered).then(store::new_id);
-    if let Some(job_id) = job_id {
-        let triggered: Vec<Uuid> = decision
-            .triggered()
-            .filter_map(|d| Uuid::parse_str(d.account_id).ok())
-            .collect();
-        store::refresh::insert_job(
-            conn,
-            NewJob {
-                job_id,
-                partner,
-                user_id: command.user_id,
-                accounts: &triggered,
-                now,
-            },
-        )
-        .await?;
-    }
     let response = RefreshResponse {
         status: decision.http_status(),
         body: response_body(job_id, &decision),
         retry_after: decision.retry_after_seconds(now),
     };
+    if let Some(job_id) = job_id {
+        let triggered: Vec<String> = decision
+            .triggered()
+            .map(|d| d.account_id.to_owned())
+            .collect();
+        // Later requests of this batch must see these accounts in flight, as the database will.
+        for account in user
+            .accounts
+            .iter_mut()
+            .filter(|a| triggered.contains(&a.account_id))
+        {
+            account.in_flight_since.get_or_insert(now);
+        }
+        writes.jobs.push(NewJob {
+            job_id,
+            partner,
+            user_id: command.user_id,
+            accounts: triggered,
+        });
+    }
     if let Some(key) = &command.idempotency_key {
         let stored = StoredResponse {
             user_id: command.user_id,
@@ -241,7 +312,7 @@ async fn decide(
             body: response.body.clone(),
             retry_after: response.retry_after,
         };
-        store::refresh::store_response(conn, partner, key, &stored, now).await?;
+        writes.responses.push((partner, key.clone(), stored));
     }
     Ok(response)
 }

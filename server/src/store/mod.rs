@@ -16,7 +16,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 pub use accounts::NewAccount;
 pub use partners::CreatedPartner;
@@ -33,6 +33,9 @@ pub enum StoreError {
     /// Applying the migrations failed.
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Rows could not be encoded to, or decoded from, the JSON a bulk statement uses.
+    #[error("encoding: {0}")]
+    Encoding(String),
     /// The operating system refused us randomness for an id or a key.
     #[error("randomness: {0}")]
     Random(String),
@@ -43,6 +46,7 @@ pub enum StoreError {
 pub struct Store {
     write: SqlitePool,
     read: SqlitePool,
+    options: SqliteConnectOptions,
 }
 
 /// The embedded migrations of `server/migrations`.
@@ -59,17 +63,26 @@ impl Store {
             .busy_timeout(Duration::from_secs(10))
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-32000");
+        // No ping before each acquire: it costs a round trip to SQLite's worker thread per
+        // transaction, and a local file does not drop connections.
         let write = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone())
             .await?;
         let read = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { write, read })
+        let options = write.connect_options().as_ref().clone();
+        Ok(Self {
+            write,
+            read,
+            options,
+        })
     }
 
     /// Applies the migrations that are not applied yet.
@@ -82,6 +95,13 @@ impl Store {
     /// so that what it reads cannot change before it writes.
     pub async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// A connection of its own for a long-lived writer (the refresh decision), so that its
+    /// transactions do not wait on the pool. SQLite still has one writer at a time: the
+    /// other writers' `BEGIN IMMEDIATE` waits up to the busy timeout.
+    pub async fn dedicated_writer(&self) -> Result<SqliteConnection, StoreError> {
+        Ok(SqliteConnection::connect_with(&self.options).await?)
     }
 
     /// Closes both pools, waiting for connections in use.
