@@ -23,8 +23,28 @@ pub enum Command {
     /// Manage partners.
     #[command(subcommand)]
     Partner(PartnerCommand),
+    /// Manage portal users (partner staff).
+    #[command(subcommand, name = "portal-user")]
+    PortalUser(PortalUserCommand),
     /// Apply the database migrations, then exit.
     Migrate(DatabaseArgs),
+}
+
+/// `freshet portal-user ...`.
+#[derive(Debug, Subcommand)]
+pub enum PortalUserCommand {
+    /// Create a portal user; the password is read from standard input.
+    Create {
+        /// The partner whose staff the user is.
+        #[arg(long, env = "FRESHET_PARTNER_ID")]
+        partner: uuid::Uuid,
+        /// The sign-in email.
+        #[arg(long, env = "FRESHET_EMAIL")]
+        email: String,
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
 }
 
 /// Where the database is; every subcommand takes it.

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 use server::api::{Api, PartnerCache};
 use server::clock::Clock;
-use server::config::{Cli, Command, DatabaseArgs, PartnerCommand, ServeArgs};
+use server::config::{Cli, Command, DatabaseArgs, PartnerCommand, PortalUserCommand, ServeArgs};
 use server::portal::SamplePortal;
 use server::refresh::RefreshService;
 use server::store::Store;
@@ -42,6 +42,16 @@ async fn main() -> anyhow::Result<()> {
                 "{}",
                 serde_json::to_string(&created).context("printing the partner")?
             );
+            Ok(())
+        }
+        Command::PortalUser(PortalUserCommand::Create { partner, email, db }) => {
+            let mut password = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut password)
+                .context("reading the password from stdin")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let store = open(&db).await?;
+            let id = store.create_portal_user(partner, &email, password, Clock::default().now()).await?;
+            println!("{}", serde_json::json!({ "portalUserId": id, "partnerId": partner, "email": email.trim() }));
             Ok(())
         }
     }

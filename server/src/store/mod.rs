@@ -8,6 +8,7 @@
 
 mod accounts;
 mod partners;
+mod portal_users;
 pub mod refresh;
 mod transactions;
 mod users;
@@ -20,6 +21,7 @@ use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 pub use accounts::NewAccount;
 pub use partners::CreatedPartner;
+pub use portal_users::PortalUserError;
 pub use refresh::{LoadedUser, NewJob, StoredResponse};
 pub use transactions::{TransactionFilter, TransactionPage};
 
