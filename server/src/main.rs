@@ -50,8 +50,13 @@ async fn main() -> anyhow::Result<()> {
                 .context("reading the password from stdin")?;
             let password = password.trim_end_matches(['\r', '\n']);
             let store = open(&db).await?;
-            let id = store.create_portal_user(partner, &email, password, Clock::default().now()).await?;
-            println!("{}", serde_json::json!({ "portalUserId": id, "partnerId": partner, "email": email.trim() }));
+            let id = store
+                .create_portal_user(partner, &email, password, Clock::default().now())
+                .await?;
+            println!(
+                "{}",
+                serde_json::json!({ "portalUserId": id, "partnerId": partner, "email": email.trim() })
+            );
             Ok(())
         }
     }

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use freshet_rules::{AccountState, ConsentStatus};
 use serde::{Deserialize, Serialize, Serializer};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub(crate) fn ts<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
@@ -40,7 +41,7 @@ pub struct Partner {
 }
 
 /// Where a user came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum UserSource {
     /// Through the partner's direct connection journey: refreshable on demand.
@@ -67,7 +68,7 @@ impl UserSource {
 }
 
 /// A partner's user.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     /// The user's id.
@@ -83,7 +84,7 @@ pub struct User {
 }
 
 /// A connected bank account.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Account {
     /// The account's id.
@@ -97,6 +98,7 @@ pub struct Account {
     /// Decimal string, e.g. `"1250.40"`.
     pub balance: String,
     /// `ACTIVE` or `EXPIRED`.
+    #[schema(value_type = crate::api::openapi::ConsentStatusDoc)]
     pub consent_status: ConsentStatus,
     /// When the consent ends, if it has an end.
     #[serde(serialize_with = "ts_opt", skip_serializing_if = "Option::is_none")]
@@ -106,6 +108,7 @@ pub struct Account {
     pub last_transaction_refresh_date: Option<DateTime<Utc>>,
     /// When a refresh still queued or running was triggered (not part of the API).
     #[serde(skip)]
+    #[schema(ignore)]
     pub in_flight_since: Option<DateTime<Utc>>,
 }
 
@@ -123,7 +126,7 @@ impl Account {
 }
 
 /// One booked transaction.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Transaction {
     /// Our id.
@@ -151,7 +154,7 @@ pub struct Transaction {
 }
 
 /// The state of a refresh job or of one of its accounts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
     /// Waiting for a worker.
@@ -179,7 +182,7 @@ impl JobStatus {
 }
 
 /// Why one account of a job failed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ItemError {
     /// `BANK_UNAVAILABLE`, `BANK_TIMEOUT`, ...
@@ -189,7 +192,7 @@ pub struct ItemError {
 }
 
 /// One account of a refresh job.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobItem {
     /// The account.
@@ -208,7 +211,7 @@ pub struct JobItem {
 }
 
 /// A refresh job: the accounts one `201` triggered.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Job {
     /// The job's id.

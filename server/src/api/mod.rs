@@ -3,6 +3,7 @@
 
 mod error;
 mod extract;
+pub mod openapi;
 mod problems;
 mod refresh;
 mod sandbox;
@@ -17,9 +18,12 @@ use axum::extract::{DefaultBodyLimit, FromRef, Request};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{any, get};
 use freshet_rules::RefreshPolicy;
 use sha2::{Digest, Sha256};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::{ApiError, REQUEST_ID};
 
@@ -74,44 +78,47 @@ impl PartnerCache {
     }
 }
 
-/// The API's routes, for state `S` holding an `Arc<Api>`.
+/// The API's routes, for state `S` holding an `Arc<Api>`, and `GET /v1/openapi.json`
+/// generated from the very same route list.
 pub fn routes<S>(sandbox: bool) -> Router<S>
 where
     Arc<Api>: FromRef<S>,
     S: Clone + Send + Sync + 'static,
 {
-    let v1 = Router::new()
-        .route("/users", post(users::create))
-        .route("/users/{user_id}", get(users::get))
-        .route("/users/{user_id}/accounts", get(users::accounts))
-        .route("/users/{user_id}/transactions", get(transactions::of_user))
-        .route(
-            "/users/{user_id}/accounts/{account_id}/transactions",
-            get(transactions::of_account),
-        )
-        .route("/users/{user_id}/accounts-refresh", post(refresh::trigger))
-        .route(
-            "/users/{user_id}/accounts-refresh/{job_id}",
-            get(refresh::job),
-        )
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed);
-    let mut router = Router::new()
-        .nest("/v1", v1)
-        .route("/problems/{slug}", get(problems::describe));
+    let mut api = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(users::create))
+        .routes(routes!(users::get))
+        .routes(routes!(users::accounts))
+        .routes(routes!(transactions::of_user))
+        .routes(routes!(transactions::of_account))
+        .routes(routes!(refresh::trigger))
+        .routes(routes!(refresh::job));
     if sandbox {
-        let sandbox = Router::new()
-            .route("/users", post(sandbox::create_user))
-            .route("/users/{user_id}/accounts", post(sandbox::connect_accounts))
-            .route("/clock", get(sandbox::clock).post(sandbox::set_clock))
-            .route("/bank/faults", post(sandbox::faults))
-            .fallback(not_found)
-            .method_not_allowed_fallback(method_not_allowed);
-        router = router.nest("/sandbox/v1", sandbox);
-    } else {
-        router = router.route("/sandbox/{*rest}", axum::routing::any(not_found));
+        api = api
+            .routes(routes!(sandbox::create_user))
+            .routes(routes!(sandbox::connect_accounts))
+            .routes(routes!(sandbox::clock, sandbox::set_clock))
+            .routes(routes!(sandbox::faults));
     }
+    let (router, doc) = api.split_for_parts();
+    let doc: Arc<str> = doc.to_pretty_json().unwrap_or_default().into();
     router
+        .route(
+            "/v1/openapi.json",
+            get(move || {
+                let doc = Arc::clone(&doc);
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        doc.to_string(),
+                    )
+                }
+            }),
+        )
+        .route("/v1/{*rest}", any(not_found))
+        .route("/sandbox/{*rest}", any(not_found))
+        .route("/problems/{slug}", get(problems::describe))
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(axum::middleware::from_fn(request_id))
 }

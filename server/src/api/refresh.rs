@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::Api;
 use super::error::ApiError;
 use super::extract::{ApiPath, Caller};
+use crate::api::openapi::{Problem, RefreshResult};
 use crate::model::Job;
 use crate::refresh::RefreshCommand;
 
@@ -31,6 +32,25 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         })
 }
 
+/// Asks for fresh data now. Each account is `TRIGGERED`, or `SKIPPED` with `ACCOUNT_EXPIRED`
+/// or `RATE_LIMITED`; if any eligible account is stale, all eligible ones trigger.
+#[utoipa::path(post, path = "/v1/users/{userId}/accounts-refresh", tag = "refresh",
+    params(
+        ("userId" = Uuid, Path, description = "The user"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours"),
+    ),
+    responses(
+        (status = 201, description = "At least one account triggered: a job was created", body = RefreshResult,
+            example = json!(crate::api::openapi::triggered_example())),
+        (status = 200, description = "Every account skipped (or none connected)", body = RefreshResult,
+            headers(("Retry-After" = u64, description = "Seconds until nextRefreshAvailableAt")),
+            example = json!(crate::api::openapi::skipped_example())),
+        (status = 400, description = "INVALID_PATH_PARAMETER, INVALID_IDEMPOTENCY_KEY", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "UNAUTHORIZED", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "MARKETPLACE_USER_NOT_SUPPORTED, DIRECT_CONNECTION_NOT_ENABLED", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "USER_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "IDEMPOTENCY_KEY_REUSED", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn trigger(
     State(api): State<Arc<Api>>,
     Caller(partner): Caller,
@@ -64,6 +84,13 @@ pub async fn trigger(
     Ok(response)
 }
 
+/// Reads a refresh job and each of its accounts.
+#[utoipa::path(get, path = "/v1/users/{userId}/accounts-refresh/{jobId}", tag = "refresh",
+    params(("userId" = Uuid, Path, description = "The user"), ("jobId" = Uuid, Path, description = "The job")),
+    responses(
+        (status = 200, description = "The job", body = Job),
+        (status = 404, description = "USER_NOT_FOUND, JOB_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn job(
     State(api): State<Arc<Api>>,
     Caller(partner): Caller,

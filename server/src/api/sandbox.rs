@@ -9,24 +9,31 @@ use axum::http::StatusCode;
 use chrono::{DateTime, TimeDelta, Utc};
 use freshet_rules::ConsentStatus;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Api;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, Caller, OptionalJson};
+use super::openapi::Problem;
 use super::users::DataList;
 use crate::model::{Account, User, UserSource, ts};
 use crate::sandbox::{PERSONAS, history};
 use crate::store::NewAccount;
 
 /// `POST /sandbox/v1/users` body.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SandboxUser {
     source: Option<UserSource>,
     external_reference: Option<String>,
 }
 
+/// Creates a user of any source (default `MARKETPLACE`).
+#[utoipa::path(post, path = "/sandbox/v1/users", tag = "sandbox",
+    request_body(content = Option<SandboxUser>, description = "Optional; may be empty"),
+    responses((status = 201, description = "Created", body = User),
+              (status = 400, description = "INVALID_BODY", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_user(
     State(api): State<Arc<Api>>,
     Caller(partner): Caller,
@@ -46,9 +53,10 @@ pub async fn create_user(
 }
 
 /// One account of `POST /sandbox/v1/users/{userId}/accounts`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SandboxAccount {
+    #[schema(value_type = Option<crate::api::openapi::ConsentStatusDoc>)]
     consent_status: Option<ConsentStatus>,
     consent_expires_at: Option<DateTime<Utc>>,
     last_transaction_refresh_date: Option<DateTime<Utc>>,
@@ -61,7 +69,7 @@ pub struct SandboxAccount {
 }
 
 /// The body of `POST /sandbox/v1/users/{userId}/accounts`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConnectAccounts {
     accounts: Vec<SandboxAccount>,
@@ -111,6 +119,14 @@ fn new_account(i: usize, a: SandboxAccount, seed: u64) -> Result<NewAccount, Api
     })
 }
 
+/// Connects accounts in chosen states, in one transaction, answering them in the request's order.
+#[utoipa::path(post, path = "/sandbox/v1/users/{userId}/accounts", tag = "sandbox",
+    params(("userId" = Uuid, Path, description = "The user")),
+    request_body = ConnectAccounts,
+    responses((status = 201, description = "Connected", body = DataList<Account>),
+              (status = 400, description = "INVALID_BODY", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "USER_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
+              (status = 501, description = "initialFetch needs the refresh engine", body = Problem, content_type = "application/problem+json")))]
 pub async fn connect_accounts(
     State(api): State<Arc<Api>>,
     Caller(partner): Caller,
@@ -144,7 +160,7 @@ pub async fn connect_accounts(
 }
 
 /// The sandbox clock.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClockState {
     #[serde(serialize_with = "ts")]
@@ -154,12 +170,15 @@ pub struct ClockState {
 
 /// `POST /sandbox/v1/clock` body: the offset from real time, in seconds (not cumulative:
 /// posting the same offset twice leaves the clock where it was).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetClock {
     offset_seconds: i64,
 }
 
+/// Reads the sandbox clock.
+#[utoipa::path(get, path = "/sandbox/v1/clock", tag = "sandbox",
+    responses((status = 200, description = "The clock", body = ClockState)))]
 pub async fn clock(State(api): State<Arc<Api>>, Caller(_): Caller) -> Json<ClockState> {
     Json(ClockState {
         now: api.clock.now(),
@@ -167,6 +186,10 @@ pub async fn clock(State(api): State<Arc<Api>>, Caller(_): Caller) -> Json<Clock
     })
 }
 
+/// Sets the clock's offset from real time.
+#[utoipa::path(post, path = "/sandbox/v1/clock", tag = "sandbox", request_body = SetClock,
+    responses((status = 200, description = "The clock", body = ClockState),
+              (status = 400, description = "INVALID_BODY", body = Problem, content_type = "application/problem+json")))]
 pub async fn set_clock(
     State(api): State<Arc<Api>>,
     Caller(_): Caller,
@@ -187,6 +210,9 @@ pub async fn set_clock(
     }))
 }
 
+/// Makes the sandbox bank slow or failing (needs the sandbox bank: not in this build yet).
+#[utoipa::path(post, path = "/sandbox/v1/bank/faults", tag = "sandbox",
+    responses((status = 501, description = "Not available yet", body = Problem, content_type = "application/problem+json")))]
 pub async fn faults(Caller(_): Caller) -> ApiError {
     ApiError::NotImplemented(
         "bank faults need the sandbox bank, which this build does not have yet",

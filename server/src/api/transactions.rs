@@ -13,14 +13,16 @@ use uuid::Uuid;
 use super::Api;
 use super::error::ApiError;
 use super::extract::{ApiPath, Caller};
+use crate::api::openapi::Problem;
 use crate::model::Transaction;
 use crate::store::TransactionFilter;
 
 /// A page of transactions.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Page {
     data: Vec<Transaction>,
+    /// Pass as `cursor` for the next page; null on the last.
     next_cursor: Option<String>,
 }
 
@@ -119,6 +121,21 @@ async fn page(
     }))
 }
 
+/// Lists the user's transactions, newest first by `created`.
+#[utoipa::path(get, path = "/v1/users/{userId}/transactions", tag = "transactions",
+    params(
+        ("userId" = Uuid, Path, description = "The user"),
+        ("accountId" = Option<Vec<Uuid>>, Query, description = "Only these accounts (repeatable)"),
+        ("dateFrom" = Option<String>, Query, description = "Created at or after, e.g. 2026-11-26T12:00:00.000Z"),
+        ("dateTo" = Option<String>, Query, description = "Created at or before, e.g. 2026-11-26T12:00:00.000Z"),
+        ("limit" = Option<u32>, Query, description = "1 to 500, default 100"),
+        ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page", body = Page),
+        (status = 400, description = "INVALID_QUERY_PARAMETER", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "USER_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn of_user(
     State(api): State<Arc<Api>>,
     Caller(partner): Caller,
@@ -129,6 +146,21 @@ pub async fn of_user(
     page(&api, partner.id, user_id, &filter).await
 }
 
+/// Lists one account's transactions, newest first by `created`.
+#[utoipa::path(get, path = "/v1/users/{userId}/accounts/{accountId}/transactions", tag = "transactions",
+    params(
+        ("userId" = Uuid, Path, description = "The user"),
+        ("accountId" = Uuid, Path, description = "The account"),
+        ("dateFrom" = Option<String>, Query, description = "Created at or after"),
+        ("dateTo" = Option<String>, Query, description = "Created at or before"),
+        ("limit" = Option<u32>, Query, description = "1 to 500, default 100"),
+        ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page", body = Page),
+        (status = 400, description = "INVALID_QUERY_PARAMETER", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "USER_NOT_FOUND, ACCOUNT_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn of_account(
     State(api): State<Arc<Api>>,
     Caller(partner): Caller,

@@ -6,27 +6,39 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Api;
 use super::error::ApiError;
 use super::extract::{ApiPath, Caller, OptionalJson};
+use crate::api::openapi::Problem;
 use crate::model::{Account, User, UserSource};
 
 /// The optional body of `POST /v1/users`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewUser {
+    /// The partner's own reference for the user (1 to 255 characters).
     external_reference: Option<String>,
 }
 
 /// `{"data": [...]}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DataList<T> {
     /// The items.
     pub data: Vec<T>,
 }
 
+/// Creates a user of the direct connection journey.
+#[utoipa::path(post, path = "/v1/users", tag = "users",
+    request_body(content = Option<NewUser>, description = "Optional; may be empty"),
+    responses(
+        (status = 201, description = "Created", body = User),
+        (status = 400, description = "Malformed or invalid body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown x-api-key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "DIRECT_CONNECTION_NOT_ENABLED", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn create(
     State(api): State<Arc<Api>>,
     Caller(partner): Caller,
@@ -60,6 +72,13 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
+/// Reads a user.
+#[utoipa::path(get, path = "/v1/users/{userId}", tag = "users",
+    params(("userId" = Uuid, Path, description = "The user")),
+    responses(
+        (status = 200, description = "The user", body = User),
+        (status = 404, description = "USER_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn get(
     State(api): State<Arc<Api>>,
     Caller(partner): Caller,
@@ -72,6 +91,13 @@ pub async fn get(
         .ok_or_else(ApiError::user_not_found)
 }
 
+/// Lists the user's connected accounts, by accountId.
+#[utoipa::path(get, path = "/v1/users/{userId}/accounts", tag = "users",
+    params(("userId" = Uuid, Path, description = "The user")),
+    responses(
+        (status = 200, description = "The accounts", body = DataList<Account>),
+        (status = 404, description = "USER_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn accounts(
     State(api): State<Arc<Api>>,
     Caller(partner): Caller,

@@ -1,7 +1,7 @@
 //! Portal users: partner staff who sign in with an email and a password (argon2id).
 
-use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, SaltString};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -48,7 +48,11 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Uuid, PortalUserError> {
         let email = email.trim();
-        if !email.contains('@') || email.len() > 254 || email.starts_with('@') || email.ends_with('@') {
+        if !email.contains('@')
+            || email.len() > 254
+            || email.starts_with('@')
+            || email.ends_with('@')
+        {
             return Err(PortalUserError::BadEmail(email.to_owned()));
         }
         if password.chars().count() < 10 {

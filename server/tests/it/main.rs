@@ -4,6 +4,7 @@
 mod harness;
 mod isolation;
 mod malformed;
+mod openapi;
 mod portal;
 mod refresh;
 mod users;

@@ -220,15 +220,49 @@ async fn the_sandbox_clock_sets_an_offset_from_real_time() {
 async fn portal_users_have_unique_emails_whatever_their_case_and_real_passwords() {
     use server::store::PortalUserError;
     let app = TestApp::new().await;
-    let partner = app.store.create_partner("P", true, noon()).await.unwrap().partner_id;
-    app.store.create_portal_user(partner, "Ann@Example.com", "correct horse battery", noon()).await.unwrap();
-    let again = app.store.create_portal_user(partner, "ann@example.com", "another long password", noon()).await;
-    assert!(matches!(again, Err(PortalUserError::EmailTaken(_))), "{again:?}");
-    let weak = app.store.create_portal_user(partner, "bo@example.com", "short", noon()).await;
-    assert!(matches!(weak, Err(PortalUserError::WeakPassword)), "{weak:?}");
-    let nobody = app.store.create_portal_user(uuid::Uuid::new_v4(), "cy@example.com", "long enough password", noon()).await;
-    assert!(matches!(nobody, Err(PortalUserError::UnknownPartner(_))), "{nobody:?}");
-    let hash: String = sqlx::query_scalar("SELECT password_hash FROM portal_users").fetch_one(&app.db).await.unwrap();
+    let partner = app
+        .store
+        .create_partner("P", true, noon())
+        .await
+        .unwrap()
+        .partner_id;
+    app.store
+        .create_portal_user(partner, "Ann@Example.com", "correct horse battery", noon())
+        .await
+        .unwrap();
+    let again = app
+        .store
+        .create_portal_user(partner, "ann@example.com", "another long password", noon())
+        .await;
+    assert!(
+        matches!(again, Err(PortalUserError::EmailTaken(_))),
+        "{again:?}"
+    );
+    let weak = app
+        .store
+        .create_portal_user(partner, "bo@example.com", "short", noon())
+        .await;
+    assert!(
+        matches!(weak, Err(PortalUserError::WeakPassword)),
+        "{weak:?}"
+    );
+    let nobody = app
+        .store
+        .create_portal_user(
+            uuid::Uuid::new_v4(),
+            "cy@example.com",
+            "long enough password",
+            noon(),
+        )
+        .await;
+    assert!(
+        matches!(nobody, Err(PortalUserError::UnknownPartner(_))),
+        "{nobody:?}"
+    );
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM portal_users")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     assert!(!hash.contains("correct horse"));
 }
