@@ -76,11 +76,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let clock = Arc::new(Clock::default());
     let policy = args.policy();
     let sandbox = args.sandbox || args.demo;
-    if args.demo
-        && let Some(demo) = demo::seed_if_empty(&store, clock.now())
+    let seeded = if args.demo {
+        let seeded = demo::seed_if_empty(&store, clock.now())
             .await
-            .context("seeding the demo")?
-    {
+            .context("seeding the demo")?;
+        if seeded.is_none() {
+            println!(
+                "demo: the database already has data; its API key was printed when it was first seeded \
+                 (start from an empty database to see a new one)"
+            );
+        }
+        seeded
+    } else {
+        None
+    };
+    if let Some(demo) = seeded {
         println!("demo partner created: {}", demo.partner.partner_id);
         println!("  API key (shown once): {}", demo.partner.api_key);
         for (label, user_id) in &demo.users {
