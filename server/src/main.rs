@@ -4,11 +4,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use server::api::{Api, PartnerCache};
+use server::api::Api;
 use server::clock::Clock;
 use server::config::{Cli, Command, DatabaseArgs, PartnerCommand, PortalUserCommand, ServeArgs};
 use server::portal::SamplePortal;
-use server::refresh::RefreshService;
 use server::store::Store;
 use server::{AppState, demo, router};
 use tracing_subscriber::EnvFilter;
@@ -102,14 +101,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             demo.partner.api_key, args.bind, demo.users[0].1
         );
     }
-    let api = Arc::new(Api {
-        refresh: RefreshService::start(store.clone(), Arc::clone(&clock), policy),
-        store: store.clone(),
-        clock: Arc::clone(&clock),
-        policy,
-        sandbox,
-        partners: PartnerCache::default(),
-    });
+    let api = Arc::new(Api::new(store.clone(), Arc::clone(&clock), policy, sandbox));
     let state = AppState {
         leptos: AppState::leptos_options(&args.site_root),
         portal: Arc::new(SamplePortal::new(clock, policy)),

@@ -2,7 +2,7 @@
 //! camelCase JSON, instants as RFC 3339 UTC with milliseconds, absent fields left out.
 
 use chrono::{DateTime, Utc};
-use freshet_rules::{AccountState, ConsentStatus};
+use freshet_rules::ConsentStatus;
 use serde::{Deserialize, Serialize, Serializer};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -110,19 +110,6 @@ pub struct Account {
     #[serde(skip)]
     #[schema(ignore)]
     pub in_flight_since: Option<DateTime<Utc>>,
-}
-
-impl Account {
-    /// What the refresh rules read of this account.
-    pub fn rules_state(&self) -> AccountState {
-        AccountState {
-            account_id: self.account_id.to_string(),
-            consent_status: self.consent_status,
-            consent_expires_at: self.consent_expires_at,
-            last_transaction_refresh_date: self.last_transaction_refresh_date,
-            in_flight_since: self.in_flight_since,
-        }
-    }
 }
 
 /// One booked transaction.

@@ -49,6 +49,20 @@ pub struct Api {
     pub partners: PartnerCache,
 }
 
+impl Api {
+    /// The API's services over `store`, starting the refresh writer on the current runtime.
+    pub fn new(store: Store, clock: Arc<Clock>, policy: RefreshPolicy, sandbox: bool) -> Self {
+        Self {
+            refresh: RefreshService::start(store.clone(), Arc::clone(&clock), policy),
+            store,
+            clock,
+            policy,
+            sandbox,
+            partners: PartnerCache::default(),
+        }
+    }
+}
+
 /// Known API keys (by hash) and their partners. Keys are only ever added here; revocation
 /// (which comes with the portal's key management) must call [`PartnerCache::forget_all`].
 #[derive(Debug, Default)]

@@ -87,13 +87,7 @@ impl Store {
         user_id: Uuid,
     ) -> Result<Option<Vec<Account>>, StoreError> {
         let mut conn = self.read.acquire().await?;
-        let owned: Option<(i64,)> =
-            sqlx::query_as("SELECT 1 FROM users WHERE id = ?1 AND partner_id = ?2")
-                .bind(user_id.to_string())
-                .bind(partner.to_string())
-                .fetch_optional(&mut *conn)
-                .await?;
-        if owned.is_none() {
+        if !super::users::owned_by(&mut conn, partner, user_id).await? {
             return Ok(None);
         }
         let rows: Vec<AccountRow> = sqlx::query_as(&format!(
@@ -117,13 +111,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<Vec<Account>>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let owned: Option<(i64,)> =
-            sqlx::query_as("SELECT 1 FROM users WHERE id = ?1 AND partner_id = ?2")
-                .bind(user_id.to_string())
-                .bind(partner.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-        if owned.is_none() {
+        if !super::users::owned_by(&mut tx, partner, user_id).await? {
             return Ok(None);
         }
         let mut created = Vec::with_capacity(accounts.len());

@@ -113,8 +113,8 @@ impl Store {
     }
 }
 
-/// A fresh random UUID (v4) for keys, or a time-ordered one (v7) for rows that are
-/// listed by time; both come from the operating system's randomness.
+/// A new id: UUID v7, time-ordered, so that new rows land at the end of their B-trees
+/// and ids sort by creation.
 pub(crate) fn new_id() -> uuid::Uuid {
     uuid::Uuid::now_v7()
 }

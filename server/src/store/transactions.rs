@@ -52,13 +52,7 @@ impl Store {
         filter: &TransactionFilter,
     ) -> Result<Option<TransactionPage>, StoreError> {
         let mut conn = self.read.acquire().await?;
-        let owned: Option<(i64,)> =
-            sqlx::query_as("SELECT 1 FROM users WHERE id = ?1 AND partner_id = ?2")
-                .bind(user_id.to_string())
-                .bind(partner.to_string())
-                .fetch_optional(&mut *conn)
-                .await?;
-        if owned.is_none() {
+        if !super::users::owned_by(&mut conn, partner, user_id).await? {
             return Ok(None);
         }
         let mut q = QueryBuilder::new(

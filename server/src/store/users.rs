@@ -18,6 +18,22 @@ fn user_from_row((id, source, external_reference, created_at): UserRow) -> Optio
     })
 }
 
+/// Whether `user_id` exists and is `partner`'s; every per-user query asks this first, so
+/// that another partner's user reads exactly like a missing one.
+pub(super) async fn owned_by(
+    conn: &mut sqlx::SqliteConnection,
+    partner: Uuid,
+    user_id: Uuid,
+) -> Result<bool, StoreError> {
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT 1 FROM users WHERE id = ?1 AND partner_id = ?2")
+            .bind(user_id.to_string())
+            .bind(partner.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(row.is_some())
+}
+
 impl Store {
     /// Creates a user of `partner`.
     pub async fn create_user(
@@ -54,29 +70,5 @@ impl Store {
         .fetch_optional(&self.read)
         .await?;
         Ok(row.and_then(user_from_row))
-    }
-
-    /// A page of `partner`'s users, newest first, optionally those whose id or external
-    /// reference contains `search`.
-    pub async fn users(
-        &self,
-        partner: Uuid,
-        search: Option<&str>,
-        limit: u32,
-        offset: u32,
-    ) -> Result<Vec<User>, StoreError> {
-        let pattern = search.map(|s| format!("%{}%", s.replace(['%', '_'], "")));
-        let rows: Vec<UserRow> = sqlx::query_as(
-            "SELECT id, source, external_reference, created_at FROM users
-             WHERE partner_id = ?1 AND (?2 IS NULL OR id LIKE ?2 OR external_reference LIKE ?2)
-             ORDER BY created_at DESC, id DESC LIMIT ?3 OFFSET ?4",
-        )
-        .bind(partner.to_string())
-        .bind(pattern)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&self.read)
-        .await?;
-        Ok(rows.into_iter().filter_map(user_from_row).collect())
     }
 }

@@ -7,10 +7,9 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use freshet_rules::RefreshPolicy;
 use serde_json::{Value, json};
-use server::api::{Api, PartnerCache};
+use server::api::Api;
 use server::clock::Clock;
 use server::portal::SamplePortal;
-use server::refresh::RefreshService;
 use server::store::Store;
 use server::{AppState, router};
 use tower::ServiceExt;
@@ -79,14 +78,7 @@ impl TestApp {
         store.migrate().await.unwrap();
         let clock = Arc::new(Clock::frozen(noon()));
         let policy = RefreshPolicy::default();
-        let api = Arc::new(Api {
-            refresh: RefreshService::start(store.clone(), Arc::clone(&clock), policy),
-            store: store.clone(),
-            clock: Arc::clone(&clock),
-            policy,
-            sandbox,
-            partners: PartnerCache::default(),
-        });
+        let api = Arc::new(Api::new(store.clone(), Arc::clone(&clock), policy, sandbox));
         let state = AppState {
             leptos: AppState::leptos_options(std::path::Path::new("target/site")),
             portal: Arc::new(SamplePortal::new(Arc::clone(&clock), policy)),
