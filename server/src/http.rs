@@ -45,6 +45,15 @@ impl AppState {
     }
 }
 
+/// The portal's routes, generated once per process. Leptos numbers routes from a global
+/// counter while it generates the list; generating it again while another router renders
+/// a page (as parallel tests did) made that render wait forever.
+fn portal_routes() -> Vec<leptos_axum::AxumRouteListing> {
+    static ROUTES: std::sync::OnceLock<Vec<leptos_axum::AxumRouteListing>> =
+        std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
+}
+
 /// The whole server as one router, for `main` and for tests.
 pub fn router(state: AppState) -> Router {
     let options = state.leptos.clone();
@@ -56,7 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes::<AppState>(state.api.sandbox))
         .leptos_routes_with_context(
             &state,
-            generate_route_list(App),
+            portal_routes(),
             move || provide_context(Arc::clone(&portal)),
             {
                 let options = options.clone();
