@@ -1,6 +1,7 @@
 //! The `freshet` server: configuration, the HTTP router, and the services behind it.
 
 pub mod api;
+pub mod bank;
 pub mod clock;
 pub mod config;
 pub mod demo;

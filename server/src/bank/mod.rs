@@ -1,0 +1,116 @@
+//! Talking to banks: the connector interface the refresh workers will call, its typed
+//! failures, and when a failed fetch is tried again. (The sandbox bank's HTTP service and
+//! client, and the workers themselves, come with the refresh engine issue.)
+
+pub mod retry;
+
+use chrono::{DateTime, Utc};
+
+/// Why a fetch from a bank failed, as the job item and the `.failed` event name it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BankError {
+    /// The bank answered 5xx or could not be reached.
+    #[error("the bank is unavailable")]
+    Unavailable,
+    /// The bank did not answer within the timeout.
+    #[error("the bank did not answer in time")]
+    Timeout,
+    /// The bank answered 429; `retry_after` is its `Retry-After`, in seconds, when it sent one.
+    #[error("the bank is rate-limiting us")]
+    RateLimited {
+        /// Seconds the bank asked us to wait.
+        retry_after: Option<u64>,
+    },
+    /// The bank says the user's consent was revoked (403): the account's consent becomes `EXPIRED`.
+    #[error("the user's consent was revoked at the bank")]
+    ConsentRevoked,
+    /// Anything else: a malformed answer, a bug.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl BankError {
+    /// The stable code of `shared/spec/api.md`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unavailable => "BANK_UNAVAILABLE",
+            Self::Timeout => "BANK_TIMEOUT",
+            Self::RateLimited { .. } => "BANK_RATE_LIMITED",
+            Self::ConsentRevoked => "CONSENT_REVOKED",
+            Self::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// Whether asking again later may succeed (reported to partners as `retryable`).
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable | Self::Timeout | Self::RateLimited { .. }
+        )
+    }
+}
+
+/// One transaction as a bank reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchedTransaction {
+    /// The bank's id for it: what ingestion deduplicates on.
+    pub bank_transaction_id: String,
+    /// When the bank booked it.
+    pub booked_at: DateTime<Utc>,
+    /// Decimal string; negative for money out.
+    pub amount: String,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The bank's description.
+    pub description: String,
+    /// The merchant, when known.
+    pub merchant_name: Option<String>,
+    /// A category, when known.
+    pub category: Option<String>,
+}
+
+/// Which account to fetch, under which consent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BankAccount {
+    /// The consent the user gave (sent as the bearer of the request).
+    pub consent_id: String,
+    /// The bank's id of the account.
+    pub account_id: String,
+}
+
+/// A bank, as the refresh workers see it: one call per account fetch.
+#[async_trait::async_trait]
+pub trait Bank: Send + Sync + 'static {
+    /// The account's transactions booked at or after `since` (all of them when `None`).
+    async fn transactions(
+        &self,
+        account: &BankAccount,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<FetchedTransaction>, BankError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_retryability_follow_the_contract() {
+        let cases = [
+            (BankError::Unavailable, "BANK_UNAVAILABLE", true),
+            (BankError::Timeout, "BANK_TIMEOUT", true),
+            (
+                BankError::RateLimited {
+                    retry_after: Some(3),
+                },
+                "BANK_RATE_LIMITED",
+                true,
+            ),
+            (BankError::ConsentRevoked, "CONSENT_REVOKED", false),
+            (BankError::Internal("bad json".into()), "INTERNAL", false),
+        ];
+        for (error, code, retryable) in cases {
+            assert_eq!(error.code(), code);
+            assert_eq!(error.retryable(), retryable, "{code}");
+        }
+    }
+}
