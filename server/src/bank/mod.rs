@@ -1,8 +1,10 @@
 //! Talking to banks: the connector interface the refresh workers will call, its typed
-//! failures, and when a failed fetch is tried again. (The sandbox bank's HTTP service and
-//! client, and the workers themselves, come with the refresh engine issue.)
+//! failures, when a failed fetch is tried again, the HTTP connector, and the sandbox bank
+//! it talks to. (The workers that use them come with the rest of the refresh engine.)
 
+pub mod http;
 pub mod retry;
+pub mod sandbox;
 
 use chrono::{DateTime, Utc};
 

@@ -1,6 +1,7 @@
 //! The server through its router, request by request, on a real SQLite file.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // tests: a failed unwrap is a failed test
 
+mod bank;
 mod harness;
 mod isolation;
 mod malformed;

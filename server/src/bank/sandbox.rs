@@ -1,0 +1,338 @@
+//! The sandbox bank: a real HTTP service in the shape of the UK Open Banking Account and
+//! Transaction API (`GET /open-banking/v3.1/aisp/accounts/{AccountId}/transactions`, paged,
+//! the consent as the bearer), so that freshet's connector talks to it exactly as it would
+//! to a bank. It keeps no data: each account's transactions follow from its persona and its
+//! id, on a schedule anchored at a fixed origin, so new ones appear as the (sandbox) clock
+//! moves and a restart changes nothing. Only faults, set by tests and demos, live in memory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+
+/// Transactions are served from at most this far back (like real banks' history limits).
+pub const HISTORY_DAYS: i64 = 90;
+/// Transactions per page.
+pub const PAGE_SIZE: usize = 100;
+
+/// The consent id freshet presents for a sandbox account: it names the persona, so that
+/// the bank needs no registry.
+pub fn consent_id(persona: &str, account_id: &str) -> String {
+    format!("sbx-{persona}-{account_id}")
+}
+
+fn decode_consent(bearer: &str) -> Option<(&str, &str)> {
+    let rest = bearer.strip_prefix("sbx-")?;
+    let (persona, account) = rest.split_once('-')?;
+    crate::sandbox::PERSONAS
+        .contains(&persona)
+        .then_some((persona, account))
+}
+
+/// What a faulty bank does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FaultKind {
+    /// Answers 503.
+    ServerError,
+    /// Answers 429 with `Retry-After`.
+    RateLimited,
+    /// Never answers (longer than any client timeout).
+    Hang,
+    /// Answers 403: the user revoked the consent.
+    ConsentRevoked,
+}
+
+/// `POST /faults`: make one account (or every account) slow or failing; all fields optional.
+/// An empty body clears that account's fault (or all faults).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Fault {
+    /// The account; absent: every account.
+    pub account_id: Option<String>,
+    /// Added latency before answering, in milliseconds.
+    pub latency_ms: Option<u64>,
+    /// How to fail; absent: answer normally (after the latency).
+    pub kind: Option<FaultKind>,
+    /// `Retry-After` seconds for `RATE_LIMITED`.
+    pub retry_after_seconds: Option<u64>,
+}
+
+/// The bank's state: the clock it lives on, and its faults.
+#[derive(Debug)]
+pub struct SandboxBank {
+    clock: Arc<Clock>,
+    faults: RwLock<HashMap<Option<String>, Fault>>,
+}
+
+impl SandboxBank {
+    /// A healthy bank on `clock`.
+    pub fn new(clock: Arc<Clock>) -> Self {
+        Self {
+            clock,
+            faults: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Sets (or, with neither latency nor kind, clears) a fault.
+    pub fn set_fault(&self, fault: Fault) {
+        if let Ok(mut faults) = self.faults.write() {
+            if fault.latency_ms.is_none() && fault.kind.is_none() {
+                if fault.account_id.is_none() {
+                    faults.clear();
+                } else {
+                    faults.remove(&fault.account_id);
+                }
+            } else {
+                faults.insert(fault.account_id.clone(), fault);
+            }
+        }
+    }
+
+    fn fault_for(&self, account_id: &str) -> Option<Fault> {
+        let faults = self.faults.read().ok()?;
+        faults
+            .get(&Some(account_id.to_owned()))
+            .or_else(|| faults.get(&None))
+            .cloned()
+    }
+}
+
+/// The bank as a router (serve it on its own port).
+pub fn router(bank: Arc<SandboxBank>) -> Router {
+    Router::new()
+        .route(
+            "/open-banking/v3.1/aisp/accounts/{account_id}/transactions",
+            get(transactions),
+        )
+        .route("/faults", post(set_fault))
+        .with_state(bank)
+}
+
+async fn set_fault(State(bank): State<Arc<SandboxBank>>, body: Option<Json<Fault>>) -> StatusCode {
+    bank.set_fault(body.map(|Json(f)| f).unwrap_or_default());
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TransactionsQuery {
+    #[serde(rename = "fromBookingDateTime")]
+    from: Option<DateTime<Utc>>,
+    page: Option<usize>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ObAmount {
+    amount: String,
+    currency: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ObMerchant {
+    merchant_name: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ObCode {
+    code: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ObTransaction {
+    account_id: String,
+    transaction_id: String,
+    credit_debit_indicator: &'static str,
+    status: &'static str,
+    booking_date_time: String,
+    amount: ObAmount,
+    transaction_information: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    merchant_details: Option<ObMerchant>,
+    proprietary_bank_transaction_code: ObCode,
+}
+
+fn ob_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "Code": code, "Message": message, "Errors": [{ "ErrorCode": code, "Message": message }] });
+    (status, Json(body)).into_response()
+}
+
+async fn transactions(
+    State(bank): State<Arc<SandboxBank>>,
+    Path(account_id): Path<String>,
+    Query(query): Query<TransactionsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some((persona, consented_account)) = bearer.and_then(decode_consent) else {
+        return ob_error(
+            StatusCode::UNAUTHORIZED,
+            "UK.OBIE.Header.Invalid",
+            "no valid consent in Authorization",
+        );
+    };
+    if consented_account != account_id {
+        return ob_error(
+            StatusCode::FORBIDDEN,
+            "UK.OBIE.Resource.ConsentMismatch",
+            "the consent does not cover this account",
+        );
+    }
+    if let Some(fault) = bank.fault_for(&account_id) {
+        if let Some(ms) = fault.latency_ms {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        match fault.kind {
+            Some(FaultKind::ServerError) => {
+                return ob_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UK.OBIE.UnexpectedError",
+                    "the bank is down",
+                );
+            }
+            Some(FaultKind::RateLimited) => {
+                let mut r = ob_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "UK.OBIE.RateLimited",
+                    "slow down",
+                );
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    fault.retry_after_seconds.unwrap_or(1).into(),
+                );
+                return r;
+            }
+            Some(FaultKind::Hang) => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            Some(FaultKind::ConsentRevoked) => {
+                return ob_error(
+                    StatusCode::FORBIDDEN,
+                    "UK.OBIE.Resource.ConsentRevoked",
+                    "the user revoked the consent",
+                );
+            }
+            None => {}
+        }
+    }
+    let now = bank.clock.now();
+    let oldest = now - TimeDelta::days(HISTORY_DAYS);
+    let from = query.from.map_or(oldest, |f| f.max(oldest));
+    let all = schedule(persona, &account_id, from, now);
+    let page = query.page.unwrap_or(1).max(1);
+    let pages = all.len().div_ceil(PAGE_SIZE).max(1);
+    let data: Vec<ObTransaction> = all
+        .into_iter()
+        .skip((page - 1) * PAGE_SIZE)
+        .take(PAGE_SIZE)
+        .map(|t| {
+            let debit = t.amount.starts_with('-');
+            ObTransaction {
+                account_id: account_id.clone(),
+                transaction_id: t.bank_transaction_id,
+                credit_debit_indicator: if debit { "Debit" } else { "Credit" },
+                status: "Booked",
+                booking_date_time: freshet_rules::format_timestamp(t.booked_at),
+                amount: ObAmount {
+                    amount: t.amount.trim_start_matches('-').to_owned(),
+                    currency: "GBP",
+                },
+                transaction_information: t.description,
+                merchant_details: t
+                    .merchant_name
+                    .map(|merchant_name| ObMerchant { merchant_name }),
+                proprietary_bank_transaction_code: ObCode { code: t.category },
+            }
+        })
+        .collect();
+    let base = format!("/open-banking/v3.1/aisp/accounts/{account_id}/transactions");
+    let from_param = query
+        .from
+        .map(|f| {
+            format!(
+                "fromBookingDateTime={}&",
+                freshet_rules::format_timestamp(f)
+            )
+        })
+        .unwrap_or_default();
+    let mut links = serde_json::json!({ "Self": format!("{base}?{from_param}page={page}") });
+    if page < pages {
+        links["Next"] = serde_json::json!(format!("{base}?{from_param}page={}", page + 1));
+    }
+    Json(serde_json::json!({
+        "Data": { "Transaction": data },
+        "Links": links,
+        "Meta": { "TotalPages": pages }
+    }))
+    .into_response()
+}
+
+/// A stable seed from the account id (FNV-1a).
+fn seed(account_id: &str) -> u64 {
+    account_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The account's transactions booked in `[from, until]`, oldest first: one every 2 to 26
+/// hours from a fixed origin, amounts and merchants from the persona.
+pub fn schedule(
+    persona: &str,
+    account_id: &str,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Vec<crate::sandbox::BankTransaction> {
+    let origin = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default();
+    let seed = seed(account_id);
+    let mut out = Vec::new();
+    let mut at = origin + TimeDelta::minutes(i64::try_from(seed % 720).unwrap_or(0));
+    let mut k: u64 = 0;
+    while at <= until {
+        if at >= from {
+            // The persona generator makes one transaction at `at` for this (seed, position).
+            let mut one = crate::sandbox::history(
+                persona,
+                seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                1,
+                at,
+            );
+            if let Some(mut t) = one.pop() {
+                if persona == "salaried" && k % 20 == 19 {
+                    t.amount = "2450.00".to_owned();
+                    t.description = "SALARY ACME LTD".to_owned();
+                    t.merchant_name = None;
+                    t.category = "income".to_owned();
+                }
+                t.bank_transaction_id = format!("sbx-{seed:016x}-{k:08}");
+                out.push(t);
+            }
+        }
+        let gap = 120
+            + (seed.rotate_left(u32::try_from(k % 64).unwrap_or(0))
+                ^ k.wrapping_mul(0x2545_F491_4F6C_DD1D))
+                % 1440;
+        at += TimeDelta::minutes(i64::try_from(gap).unwrap_or(600));
+        k += 1;
+    }
+    out
+}

@@ -1,0 +1,164 @@
+//! The sandbox bank over real HTTP, through the Open Banking connector.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use server::bank::http::HttpBank;
+use server::bank::sandbox::{Fault, FaultKind, SandboxBank, consent_id, router, schedule};
+use server::bank::{Bank, BankAccount, BankError};
+use server::clock::Clock;
+
+use crate::harness::noon;
+
+async fn bank() -> (Arc<SandboxBank>, Arc<Clock>, HttpBank) {
+    let clock = Arc::new(Clock::frozen(noon()));
+    let bank = Arc::new(SandboxBank::new(Arc::clone(&clock)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(Arc::clone(&bank));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = HttpBank::new(format!("http://{addr}"), Duration::from_millis(400)).unwrap();
+    (bank, clock, client)
+}
+
+fn account(persona: &str, id: &str) -> BankAccount {
+    BankAccount {
+        consent_id: consent_id(persona, id),
+        account_id: id.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_fetch_pages_through_ninety_days_of_deterministic_history() {
+    let (_, _, client) = bank().await;
+    let a = account("salaried", "acc-1");
+    let first = client.transactions(&a, None).await.unwrap();
+    assert!(first.len() > 100, "more than one page: {}", first.len());
+    let expected = schedule("salaried", "acc-1", noon() - TimeDelta::days(90), noon());
+    assert_eq!(first.len(), expected.len());
+    assert!(first.windows(2).all(|w| w[0].booked_at <= w[1].booked_at));
+    let mut ids: Vec<&str> = first
+        .iter()
+        .map(|t| t.bank_transaction_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), first.len(), "bank ids are unique");
+    assert!(
+        first
+            .iter()
+            .any(|t| t.category.as_deref() == Some("income") && !t.amount.starts_with('-'))
+    );
+    assert!(first.iter().any(|t| t.amount.starts_with('-')));
+    assert_eq!(
+        client.transactions(&a, None).await.unwrap(),
+        first,
+        "the same clock, the same answer"
+    );
+}
+
+#[tokio::test]
+async fn new_transactions_appear_as_the_sandbox_clock_moves() {
+    let (_, clock, client) = bank().await;
+    let a = account("gambler", "acc-2");
+    let before = client.transactions(&a, None).await.unwrap();
+    let newest = before.last().unwrap().booked_at;
+    clock.shift(TimeDelta::days(3));
+    let since = client
+        .transactions(&a, Some(newest + TimeDelta::milliseconds(1)))
+        .await
+        .unwrap();
+    assert!(!since.is_empty(), "three days bring new transactions");
+    assert!(since.iter().all(|t| t.booked_at > newest));
+    let everything = client.transactions(&a, None).await.unwrap();
+    assert!(everything.ends_with(&since));
+}
+
+#[tokio::test]
+async fn each_fault_maps_to_its_typed_error_and_clears() {
+    let (bank, _, client) = bank().await;
+    let a = account("overdraft", "acc-3");
+    let other = account("savings", "acc-4");
+    let cases = [
+        (FaultKind::ServerError, BankError::Unavailable),
+        (
+            FaultKind::RateLimited,
+            BankError::RateLimited {
+                retry_after: Some(7),
+            },
+        ),
+        (FaultKind::Hang, BankError::Timeout),
+        (FaultKind::ConsentRevoked, BankError::ConsentRevoked),
+    ];
+    for (kind, expected) in cases {
+        bank.set_fault(Fault {
+            account_id: Some("acc-3".into()),
+            kind: Some(kind),
+            retry_after_seconds: Some(7),
+            ..Fault::default()
+        });
+        assert_eq!(
+            client.transactions(&a, None).await.unwrap_err(),
+            expected,
+            "{kind:?}"
+        );
+        assert!(
+            client.transactions(&other, None).await.is_ok(),
+            "a fault on one account leaves the others alone"
+        );
+    }
+    bank.set_fault(Fault {
+        account_id: Some("acc-3".into()),
+        ..Fault::default()
+    });
+    assert!(client.transactions(&a, None).await.is_ok());
+
+    bank.set_fault(Fault {
+        latency_ms: Some(100),
+        ..Fault::default()
+    });
+    let started = std::time::Instant::now();
+    assert!(client.transactions(&other, None).await.is_ok());
+    assert!(
+        started.elapsed() >= Duration::from_millis(100),
+        "latency applies to every account"
+    );
+    bank.set_fault(Fault::default());
+}
+
+#[tokio::test]
+async fn a_consent_for_another_account_or_none_is_refused() {
+    let (_, _, client) = bank().await;
+    let stolen = BankAccount {
+        consent_id: consent_id("salaried", "acc-5"),
+        account_id: "acc-6".into(),
+    };
+    assert_eq!(
+        client.transactions(&stolen, None).await.unwrap_err(),
+        BankError::ConsentRevoked
+    );
+    let none = BankAccount {
+        consent_id: "nope".into(),
+        account_id: "acc-6".into(),
+    };
+    assert!(matches!(
+        client.transactions(&none, None).await.unwrap_err(),
+        BankError::Internal(_)
+    ));
+}
+
+#[tokio::test]
+async fn an_unreachable_bank_is_unavailable() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let client = HttpBank::new(format!("http://{addr}"), Duration::from_millis(400)).unwrap();
+    assert_eq!(
+        client
+            .transactions(&account("salaried", "x"), None)
+            .await
+            .unwrap_err(),
+        BankError::Unavailable
+    );
+}
