@@ -28,6 +28,16 @@ pub enum Command {
     PortalUser(PortalUserCommand),
     /// Apply the database migrations, then exit.
     Migrate(DatabaseArgs),
+    /// Serve the sandbox bank alone (UK Open Banking shape; `serve --sandbox` starts one itself).
+    SandboxBank {
+        /// The address to listen on.
+        #[arg(
+            long,
+            env = "FRESHET_SANDBOX_BANK_BIND",
+            default_value = "127.0.0.1:4010"
+        )]
+        bind: SocketAddr,
+    },
 }
 
 /// `freshet portal-user ...`.
@@ -88,6 +98,9 @@ pub struct ServeArgs {
     /// On an empty database, create a demo partner, users and accounts (implies --sandbox).
     #[arg(long, env = "FRESHET_DEMO")]
     pub demo: bool,
+    /// Where the sandbox bank of a sandbox server listens (port 0: any free port).
+    #[arg(long, env = "FRESHET_SANDBOX_BANK_BIND", default_value = "127.0.0.1:0")]
+    pub sandbox_bank_bind: SocketAddr,
     /// Allow http and loopback/private webhook targets (local development and tests only).
     #[arg(long, env = "FRESHET_INSECURE_WEBHOOK_TARGETS")]
     pub insecure_webhook_targets: bool,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use server::api::Api;
+use server::bank::sandbox::SandboxBank;
 use server::clock::Clock;
 use server::config::{Cli, Command, DatabaseArgs, PartnerCommand, PortalUserCommand, ServeArgs};
 use server::portal::SamplePortal;
@@ -22,6 +23,13 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
+        Command::SandboxBank { bind } => {
+            let bank = Arc::new(SandboxBank::new(Arc::new(Clock::default())));
+            let addr = serve_sandbox_bank(bank, bind).await?;
+            tracing::info!("sandbox bank listening on http://{addr}");
+            shutdown_signal().await;
+            Ok(())
+        }
         Command::Migrate(db) => {
             open(&db).await?;
             tracing::info!("migrations applied");
@@ -101,7 +109,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             demo.partner.api_key, args.bind, demo.users[0].1
         );
     }
-    let api = Arc::new(Api::new(store.clone(), Arc::clone(&clock), policy, sandbox));
+    let mut api = Api::new(store.clone(), Arc::clone(&clock), policy, sandbox);
+    if sandbox {
+        // The sandbox bank lives on the server's (shiftable) clock, on its own loopback port.
+        let bank = Arc::new(SandboxBank::new(Arc::clone(&clock)));
+        let addr = serve_sandbox_bank(Arc::clone(&bank), args.sandbox_bank_bind).await?;
+        tracing::info!("sandbox bank listening on http://{addr}");
+        api = api.with_sandbox_bank(bank);
+    }
+    let api = Arc::new(api);
     let state = AppState {
         leptos: AppState::leptos_options(&args.site_root),
         portal: Arc::new(SamplePortal::new(clock, policy)),
@@ -124,6 +140,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("serving HTTP")?;
     store.close().await;
     Ok(())
+}
+
+/// Starts the sandbox bank's HTTP service in the background; returns where it listens.
+async fn serve_sandbox_bank(
+    bank: Arc<SandboxBank>,
+    bind: std::net::SocketAddr,
+) -> anyhow::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("binding the sandbox bank to {bind}"))?;
+    let addr = listener
+        .local_addr()
+        .context("reading the sandbox bank's address")?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, server::bank::sandbox::router(bank)).await {
+            tracing::error!(error = %e, "the sandbox bank stopped");
+        }
+    });
+    Ok(addr)
 }
 
 async fn shutdown_signal() {

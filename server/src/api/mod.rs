@@ -27,6 +27,7 @@ use utoipa_axum::routes;
 
 pub use error::{ApiError, REQUEST_ID};
 
+use crate::bank::sandbox::SandboxBank;
 use crate::clock::Clock;
 use crate::model::Partner;
 use crate::refresh::RefreshService;
@@ -47,6 +48,8 @@ pub struct Api {
     pub sandbox: bool,
     /// Partners by API key, so that authentication costs no query after the first request.
     pub partners: PartnerCache,
+    /// The sandbox bank served beside a sandbox server (its faults are set through the API).
+    pub sandbox_bank: Option<Arc<SandboxBank>>,
 }
 
 impl Api {
@@ -59,6 +62,15 @@ impl Api {
             policy,
             sandbox,
             partners: PartnerCache::default(),
+            sandbox_bank: None,
+        }
+    }
+
+    /// The same services, with the sandbox bank whose faults `/sandbox/v1/bank/faults` sets.
+    pub fn with_sandbox_bank(self, bank: Arc<SandboxBank>) -> Self {
+        Self {
+            sandbox_bank: Some(bank),
+            ..self
         }
     }
 }

@@ -17,6 +17,7 @@ use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, Caller, OptionalJson};
 use super::openapi::Problem;
 use super::users::DataList;
+use crate::bank::sandbox::{Fault, FaultKind};
 use crate::model::{Account, User, UserSource, ts};
 use crate::sandbox::{PERSONAS, history};
 use crate::store::NewAccount;
@@ -210,11 +211,57 @@ pub async fn set_clock(
     }))
 }
 
-/// Makes the sandbox bank slow or failing (needs the sandbox bank: not in this build yet).
-#[utoipa::path(post, path = "/sandbox/v1/bank/faults", tag = "sandbox",
-    responses((status = 501, description = "Not available yet", body = Problem, content_type = "application/problem+json")))]
-pub async fn faults(Caller(_): Caller) -> ApiError {
-    ApiError::NotImplemented(
-        "bank faults need the sandbox bank, which this build does not have yet",
-    )
+/// Makes the sandbox bank slow or failing for one of the caller's accounts, or for every
+/// account (the sandbox bank is shared by the server's partners). A body with neither
+/// `latencyMs` nor `kind` clears the fault.
+#[utoipa::path(post, path = "/sandbox/v1/bank/faults", tag = "sandbox", request_body = BankFault,
+    responses((status = 204, description = "Set"),
+              (status = 400, description = "INVALID_BODY", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "ACCOUNT_NOT_FOUND", body = Problem, content_type = "application/problem+json")))]
+pub async fn faults(
+    State(api): State<Arc<Api>>,
+    Caller(partner): Caller,
+    ApiJson(body): ApiJson<BankFault>,
+) -> Result<StatusCode, ApiError> {
+    let bank = api
+        .sandbox_bank
+        .as_ref()
+        .ok_or(ApiError::NotImplemented("this server runs no sandbox bank"))?;
+    if body.latency_ms.is_some_and(|ms| ms > 600_000) {
+        return Err(ApiError::BadRequest(
+            "INVALID_BODY",
+            "latencyMs must be at most 600000".to_owned(),
+        ));
+    }
+    if let Some(account) = body.account_id
+        && !api.store.account_of_partner(partner.id, account).await?
+    {
+        return Err(ApiError::NotFound(
+            "ACCOUNT_NOT_FOUND",
+            "the accountId does not exist for this partner",
+        ));
+    }
+    bank.set_fault(Fault {
+        account_id: body.account_id.map(|a| a.to_string()),
+        latency_ms: body.latency_ms,
+        kind: body.kind,
+        retry_after_seconds: body.retry_after_seconds,
+    });
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /sandbox/v1/bank/faults` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BankFault {
+    /// One of the caller's accounts; absent: every account.
+    account_id: Option<Uuid>,
+    /// Added latency, in milliseconds.
+    #[schema(maximum = 600_000)]
+    latency_ms: Option<u64>,
+    /// `SERVER_ERROR`, `RATE_LIMITED`, `HANG` or `CONSENT_REVOKED`.
+    #[schema(value_type = Option<String>)]
+    kind: Option<FaultKind>,
+    /// `Retry-After` for `RATE_LIMITED`, in seconds.
+    retry_after_seconds: Option<u64>,
 }

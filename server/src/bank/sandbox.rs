@@ -99,7 +99,8 @@ impl SandboxBank {
         }
     }
 
-    fn fault_for(&self, account_id: &str) -> Option<Fault> {
+    /// The fault that applies to `account_id` now (its own, or the one for every account).
+    pub fn fault_for(&self, account_id: &str) -> Option<Fault> {
         let faults = self.faults.read().ok()?;
         faults
             .get(&Some(account_id.to_owned()))

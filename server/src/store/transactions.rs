@@ -122,6 +122,22 @@ impl Store {
         Ok(Some(TransactionPage { data, next }))
     }
 
+    /// Whether the account belongs to one of `partner`'s users.
+    pub async fn account_of_partner(
+        &self,
+        partner: Uuid,
+        account_id: Uuid,
+    ) -> Result<bool, StoreError> {
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT 1 FROM accounts a JOIN users u ON u.id = a.user_id WHERE a.id = ?1 AND u.partner_id = ?2",
+        )
+        .bind(account_id.to_string())
+        .bind(partner.to_string())
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.is_some())
+    }
+
     /// Whether the account is the user's (and the user `partner`'s).
     pub async fn account_belongs(
         &self,

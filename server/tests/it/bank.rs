@@ -162,3 +162,63 @@ async fn an_unreachable_bank_is_unavailable() {
         BankError::Unavailable
     );
 }
+
+#[tokio::test]
+async fn the_sandbox_api_sets_faults_on_the_callers_accounts_only() {
+    use serde_json::json;
+    let app = crate::harness::TestApp::new().await;
+    let key = app.partner(true).await;
+    let user = app.user(&key).await;
+    let account = app.connect(&key, &user, json!([{}])).await.remove(0);
+    let r = app
+        .post(
+            "/sandbox/v1/bank/faults",
+            &key,
+            Some(json!({ "accountId": account, "kind": "RATE_LIMITED", "retryAfterSeconds": 5 })),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let fault = app.bank.fault_for(&account).unwrap();
+    assert_eq!(
+        (fault.kind, fault.retry_after_seconds),
+        (Some(FaultKind::RateLimited), Some(5))
+    );
+
+    let other = app.partner(true).await;
+    app.post(
+        "/sandbox/v1/bank/faults",
+        &other,
+        Some(json!({ "accountId": account, "kind": "HANG" })),
+    )
+    .await
+    .assert_problem(404, "ACCOUNT_NOT_FOUND");
+    app.post(
+        "/sandbox/v1/bank/faults",
+        &key,
+        Some(json!({ "kind": "EXPLODE" })),
+    )
+    .await
+    .assert_problem(400, "INVALID_BODY");
+    app.post(
+        "/sandbox/v1/bank/faults",
+        &key,
+        Some(json!({ "latencyMs": 600_001 })),
+    )
+    .await
+    .assert_problem(400, "INVALID_BODY");
+    assert_eq!(
+        app.post(
+            "/sandbox/v1/bank/faults",
+            &key,
+            Some(json!({ "accountId": account }))
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(
+        app.bank.fault_for(&account),
+        None,
+        "an empty fault clears it"
+    );
+}

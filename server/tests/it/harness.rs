@@ -8,6 +8,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use freshet_rules::RefreshPolicy;
 use serde_json::{Value, json};
 use server::api::Api;
+use server::bank::sandbox::SandboxBank;
 use server::clock::Clock;
 use server::portal::SamplePortal;
 use server::store::Store;
@@ -37,6 +38,7 @@ pub struct TestApp {
     pub clock: Arc<Clock>,
     pub db: sqlx::SqlitePool,
     pub store: Store,
+    pub bank: Arc<SandboxBank>,
     _dir: tempfile::TempDir,
 }
 
@@ -78,7 +80,11 @@ impl TestApp {
         store.migrate().await.unwrap();
         let clock = Arc::new(Clock::frozen(noon()));
         let policy = RefreshPolicy::default();
-        let api = Arc::new(Api::new(store.clone(), Arc::clone(&clock), policy, sandbox));
+        let bank = Arc::new(SandboxBank::new(Arc::clone(&clock)));
+        let api = Arc::new(
+            Api::new(store.clone(), Arc::clone(&clock), policy, sandbox)
+                .with_sandbox_bank(Arc::clone(&bank)),
+        );
         let state = AppState {
             leptos: AppState::leptos_options(std::path::Path::new("target/site")),
             portal: Arc::new(SamplePortal::new(Arc::clone(&clock), policy)),
@@ -90,6 +96,7 @@ impl TestApp {
             clock,
             db,
             store,
+            bank,
             _dir: dir,
         }
     }
