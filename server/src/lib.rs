@@ -11,5 +11,6 @@ pub mod portal;
 pub mod refresh;
 pub mod sandbox;
 pub mod store;
+pub mod worker;
 
 pub use http::{AppState, router};

@@ -5,11 +5,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use server::api::Api;
+use server::bank::http::HttpBank;
 use server::bank::sandbox::SandboxBank;
 use server::clock::Clock;
 use server::config::{Cli, Command, DatabaseArgs, PartnerCommand, PortalUserCommand, ServeArgs};
 use server::portal::SamplePortal;
 use server::store::Store;
+use server::worker::Worker;
 use server::{AppState, demo, router};
 use tracing_subscriber::EnvFilter;
 
@@ -116,6 +118,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let addr = serve_sandbox_bank(Arc::clone(&bank), args.sandbox_bank_bind).await?;
         tracing::info!("sandbox bank listening on http://{addr}");
         api = api.with_sandbox_bank(bank);
+        // Workers fetch triggered accounts from it, over HTTP like from any bank.
+        let connector = HttpBank::new(format!("http://{addr}"), std::time::Duration::from_secs(10))
+            .map_err(|e| anyhow::anyhow!("building the bank connector: {e}"))?;
+        Worker::new(store.clone(), Arc::new(connector), Arc::clone(&clock)).spawn();
     }
     let api = Arc::new(api);
     let state = AppState {

@@ -12,6 +12,7 @@ mod portal_users;
 pub mod refresh;
 mod transactions;
 mod users;
+pub mod work;
 
 use std::str::FromStr;
 use std::time::Duration;

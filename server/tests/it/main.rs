@@ -9,3 +9,4 @@ mod openapi;
 mod portal;
 mod refresh;
 mod users;
+mod worker;

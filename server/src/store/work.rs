@@ -1,0 +1,247 @@
+//! The refresh work queue: claiming job items with a lease, and ending them — ingestion,
+//! the account's new state, the job's status and the events — in one transaction each.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{Store, StoreError, new_id};
+use crate::model::{from_ms, to_ms};
+
+/// An account whose open job items a worker now holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimedAccount {
+    /// The account.
+    pub account_id: String,
+    /// Its user.
+    pub user_id: String,
+    /// The user's partner.
+    pub partner_id: String,
+    /// The sandbox persona (what the sandbox bank's consent names).
+    pub persona: String,
+    /// When it was last ingested: the fetch asks the bank for what is newer.
+    pub last_refresh: Option<DateTime<Utc>>,
+}
+
+/// How an account's fetch ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome<'a> {
+    /// Fetched: these transactions (duplicates of stored ones are skipped).
+    Fetched(&'a [crate::bank::FetchedTransaction]),
+    /// Failed with this code; `consent_revoked` also expires the account's consent.
+    Failed {
+        /// `BANK_UNAVAILABLE`, ...
+        code: &'static str,
+        /// Whether asking again may succeed.
+        retryable: bool,
+        /// The bank said the consent was revoked.
+        consent_revoked: bool,
+    },
+}
+
+impl Store {
+    /// Claims up to `limit` accounts that have a job item waiting (or a lease that ran out),
+    /// for `owner` until `lease_until`. Every open item of a claimed account is taken: one
+    /// fetch ends them all, so an account in two jobs is not fetched twice.
+    pub async fn claim(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClaimedAccount>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let accounts: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT account_id FROM refresh_job_items
+             WHERE state = 'QUEUED' OR (state = 'RUNNING' AND lease_expires_at < ?1) LIMIT ?2",
+        )
+        .bind(to_ms(now))
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut claimed = Vec::with_capacity(accounts.len());
+        for (account_id,) in accounts {
+            sqlx::query(
+                "UPDATE refresh_job_items SET state = 'RUNNING', lease_owner = ?1, lease_expires_at = ?2,
+                   attempts = attempts + 1, started_at = COALESCE(started_at, ?3)
+                 WHERE account_id = ?4 AND state IN ('QUEUED', 'RUNNING')",
+            )
+            .bind(owner)
+            .bind(to_ms(lease_until))
+            .bind(to_ms(now))
+            .bind(&account_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE refresh_jobs SET status = 'RUNNING' WHERE status = 'QUEUED'
+                 AND id IN (SELECT job_id FROM refresh_job_items WHERE account_id = ?1 AND lease_owner = ?2)",
+            )
+            .bind(&account_id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+            let row: Option<(String, String, String, Option<i64>)> = sqlx::query_as(
+                "SELECT a.user_id, u.partner_id, a.persona, a.last_transaction_refresh_date
+                 FROM accounts a JOIN users u ON u.id = a.user_id WHERE a.id = ?1",
+            )
+            .bind(&account_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((user_id, partner_id, persona, last)) = row {
+                claimed.push(ClaimedAccount {
+                    account_id,
+                    user_id,
+                    partner_id,
+                    persona,
+                    last_refresh: last.map(from_ms),
+                });
+            }
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Ends every open item of `account` (held by `owner`, or queued meanwhile), in one transaction: stores new
+    /// transactions, moves `lastTransactionRefreshDate` (on success), clears the in-flight
+    /// marker, sets the items' and jobs' states, and appends one event per job. Returns
+    /// `false` (writing nothing) when the lease was lost to another worker meanwhile.
+    pub async fn finish(
+        &self,
+        owner: &str,
+        account: &ClaimedAccount,
+        outcome: Outcome<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let held: Option<(i64,)> = sqlx::query_as(
+            "SELECT 1 FROM refresh_job_items WHERE account_id = ?1 AND state = 'RUNNING' AND lease_owner = ?2 LIMIT 1",
+        )
+        .bind(&account.account_id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if held.is_none() {
+            return Ok(false);
+        }
+        // Items queued for this account while its fetch ran (a second job that triggered it
+        // again) end with this fetch too: the account is not fetched twice.
+        let jobs: Vec<(String,)> = sqlx::query_as(
+            "SELECT job_id FROM refresh_job_items
+             WHERE account_id = ?1 AND (state = 'QUEUED' OR (state = 'RUNNING' AND lease_owner = ?2))",
+        )
+        .bind(&account.account_id)
+        .bind(owner)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut new_transactions: i64 = 0;
+        match &outcome {
+            Outcome::Fetched(transactions) => {
+                for t in *transactions {
+                    let inserted = sqlx::query(
+                        "INSERT OR IGNORE INTO transactions (id, account_id, user_id, bank_transaction_id, created, booked_at,
+                           amount, currency, description, merchant_name, category)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    )
+                    .bind(new_id().to_string())
+                    .bind(&account.account_id)
+                    .bind(&account.user_id)
+                    .bind(&t.bank_transaction_id)
+                    .bind(to_ms(now))
+                    .bind(to_ms(t.booked_at))
+                    .bind(&t.amount)
+                    .bind(&t.currency)
+                    .bind(&t.description)
+                    .bind(&t.merchant_name)
+                    .bind(&t.category)
+                    .execute(&mut *tx)
+                    .await?;
+                    new_transactions += i64::try_from(inserted.rows_affected()).unwrap_or(0);
+                }
+                sqlx::query("UPDATE accounts SET last_transaction_refresh_date = ?2, in_flight_since = NULL WHERE id = ?1")
+                    .bind(&account.account_id)
+                    .bind(to_ms(now))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Outcome::Failed {
+                consent_revoked, ..
+            } => {
+                sqlx::query(
+                    "UPDATE accounts SET in_flight_since = NULL,
+                       consent_status = CASE WHEN ?2 THEN 'EXPIRED' ELSE consent_status END WHERE id = ?1",
+                )
+                .bind(&account.account_id)
+                .bind(*consent_revoked)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        let (state, code, retryable) = match &outcome {
+            Outcome::Fetched(_) => ("SUCCEEDED", None, None),
+            Outcome::Failed {
+                code, retryable, ..
+            } => ("FAILED", Some(*code), Some(*retryable)),
+        };
+        for (job_id,) in &jobs {
+            sqlx::query(
+                "UPDATE refresh_job_items SET state = ?3, finished_at = ?4, new_transactions = ?5, error_code = ?6,
+                   error_retryable = ?7, lease_owner = NULL, lease_expires_at = NULL
+                 WHERE job_id = ?1 AND account_id = ?2",
+            )
+            .bind(job_id)
+            .bind(&account.account_id)
+            .bind(state)
+            .bind(to_ms(now))
+            .bind((state == "SUCCEEDED").then_some(new_transactions))
+            .bind(code)
+            .bind(retryable)
+            .execute(&mut *tx)
+            .await?;
+            // The job ends when none of its items is open: all succeeded, all failed, or a mix.
+            sqlx::query(
+                "UPDATE refresh_jobs SET
+                   status = CASE
+                     WHEN EXISTS (SELECT 1 FROM refresh_job_items WHERE job_id = ?1 AND state IN ('QUEUED', 'RUNNING')) THEN 'RUNNING'
+                     WHEN NOT EXISTS (SELECT 1 FROM refresh_job_items WHERE job_id = ?1 AND state = 'FAILED') THEN 'SUCCEEDED'
+                     WHEN NOT EXISTS (SELECT 1 FROM refresh_job_items WHERE job_id = ?1 AND state = 'SUCCEEDED') THEN 'FAILED'
+                     ELSE 'PARTIALLY_FAILED' END,
+                   finished_at = CASE
+                     WHEN EXISTS (SELECT 1 FROM refresh_job_items WHERE job_id = ?1 AND state IN ('QUEUED', 'RUNNING')) THEN NULL
+                     ELSE ?2 END
+                 WHERE id = ?1",
+            )
+            .bind(job_id)
+            .bind(to_ms(now))
+            .execute(&mut *tx)
+            .await?;
+            let (event_type, payload) = match &outcome {
+                Outcome::Fetched(_) => (
+                    "v1.account_transactions.on_demand_refresh.succeeded",
+                    serde_json::json!({
+                        "jobId": job_id, "userId": account.user_id, "accountId": account.account_id,
+                        "lastTransactionRefreshDate": freshet_rules::format_timestamp(now),
+                        "newTransactions": new_transactions,
+                    }),
+                ),
+                Outcome::Failed {
+                    code, retryable, ..
+                } => (
+                    "v1.account_transactions.on_demand_refresh.failed",
+                    serde_json::json!({
+                        "jobId": job_id, "userId": account.user_id, "accountId": account.account_id,
+                        "error": { "code": code, "retryable": retryable },
+                    }),
+                ),
+            };
+            sqlx::query("INSERT INTO events (id, partner_id, type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .bind(Uuid::new_v4().to_string())
+                .bind(&account.partner_id)
+                .bind(event_type)
+                .bind(payload.to_string())
+                .bind(to_ms(now))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,162 @@
+//! The refresh workers: claim accounts with open job items (a lease, so that a crashed
+//! worker's accounts are taken again), fetch each once from its bank with retries, and end
+//! its items in one transaction (`Store::finish`). `run_pending` is the whole of one round,
+//! public so that tests drive it step by step; `spawn` loops it in the background.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use tokio::sync::Semaphore;
+
+use crate::bank::retry::RetryPolicy;
+use crate::bank::sandbox::consent_id;
+use crate::bank::{Bank, BankAccount, BankError, FetchedTransaction};
+use crate::clock::Clock;
+use crate::store::work::{ClaimedAccount, Outcome};
+use crate::store::{Store, StoreError};
+
+/// One worker (several may run, in one process or many: leases keep them apart).
+#[derive(Clone)]
+pub struct Worker {
+    store: Store,
+    bank: Arc<dyn Bank>,
+    clock: Arc<Clock>,
+    owner: String,
+    /// How long a claim holds before another worker may take the account.
+    pub lease: TimeDelta,
+    /// Retries inside the job.
+    pub retry: RetryPolicy,
+    /// Concurrent bank calls.
+    pub concurrency: usize,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+fn random_unit() -> f64 {
+    let mut bytes = [0_u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        return 0.5;
+    }
+    #[allow(clippy::cast_precision_loss)] // 53 bits of randomness are plenty for jitter
+    let unit = (u64::from_le_bytes(bytes) >> 11) as f64 / (1_u64 << 53) as f64;
+    unit
+}
+
+impl Worker {
+    /// A worker with a fresh owner id, a 60 s lease, the default retry policy and 16 calls at once.
+    pub fn new(store: Store, bank: Arc<dyn Bank>, clock: Arc<Clock>) -> Self {
+        Self {
+            store,
+            bank,
+            clock,
+            owner: format!("worker-{}", uuid::Uuid::new_v4()),
+            lease: TimeDelta::seconds(60),
+            retry: RetryPolicy::default(),
+            concurrency: 16,
+        }
+    }
+
+    /// This worker's lease owner id.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Claims up to `limit` accounts, fetches and ends each; returns how many it claimed.
+    pub async fn run_pending(&self, limit: u32) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let claimed = self
+            .store
+            .claim(&self.owner, now, now + self.lease, limit)
+            .await?;
+        let n = claimed.len();
+        let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        for account in claimed {
+            let worker = self.clone();
+            let permits = Arc::clone(&permits);
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                worker.fetch_and_finish(&account).await
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "ending a job item failed; its lease will expire and it runs again")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "a fetch task panicked; its lease will expire and it runs again")
+                }
+                Ok(Ok(())) => {}
+            }
+        }
+        Ok(n)
+    }
+
+    async fn fetch_and_finish(&self, account: &ClaimedAccount) -> Result<(), StoreError> {
+        let fetched = self.fetch(account).await;
+        let outcome = match &fetched {
+            Ok(transactions) => Outcome::Fetched(transactions),
+            Err(e) => Outcome::Failed {
+                code: e.code(),
+                retryable: e.retryable(),
+                consent_revoked: *e == BankError::ConsentRevoked,
+            },
+        };
+        if !self
+            .store
+            .finish(&self.owner, account, outcome, self.clock.now())
+            .await?
+        {
+            tracing::warn!(account = %account.account_id, "lease lost before the fetch ended; another worker owns it");
+        }
+        Ok(())
+    }
+
+    async fn fetch(&self, account: &ClaimedAccount) -> Result<Vec<FetchedTransaction>, BankError> {
+        let bank_account = BankAccount {
+            consent_id: consent_id(&account.persona, &account.account_id),
+            account_id: account.account_id.clone(),
+        };
+        let mut attempt = 1;
+        loop {
+            match self
+                .bank
+                .transactions(&bank_account, account.last_refresh)
+                .await
+            {
+                Ok(transactions) => return Ok(transactions),
+                Err(e) => match self.retry.next_delay(attempt, &e, random_unit()) {
+                    Some(delay) => {
+                        tokio::time::sleep(delay).await;
+                        attempt += 1;
+                    }
+                    None => return Err(e),
+                },
+            }
+        }
+    }
+
+    /// Runs rounds forever in the background: at once while there is work, every 200 ms when idle.
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                match self.run_pending(64).await {
+                    Ok(0) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "worker round failed");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        })
+    }
+}

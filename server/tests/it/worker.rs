@@ -1,0 +1,281 @@
+//! Refresh → workers → the sandbox bank over HTTP → ingestion, job states and events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use server::bank::http::HttpBank;
+use server::bank::retry::RetryPolicy;
+use server::bank::sandbox::{Fault, FaultKind, router};
+use server::worker::Worker;
+
+use crate::harness::{TestApp, minutes};
+
+async fn worker(app: &TestApp) -> Worker {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bank_router = router(Arc::clone(&app.bank));
+    tokio::spawn(async move { axum::serve(listener, bank_router).await.unwrap() });
+    let connector = HttpBank::new(format!("http://{addr}"), Duration::from_millis(300)).unwrap();
+    let mut w = Worker::new(
+        app.store.clone(),
+        Arc::new(connector),
+        Arc::clone(&app.clock),
+    );
+    w.retry = RetryPolicy {
+        max_attempts: 2,
+        base: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+    };
+    w
+}
+
+async fn drain(w: &Worker) {
+    while w.run_pending(50).await.unwrap() > 0 {}
+}
+
+async fn events(app: &TestApp) -> Vec<(String, Value)> {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT type, payload FROM events ORDER BY seq")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    rows.into_iter()
+        .map(|(t, p)| (t, serde_json::from_str(&p).unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_triggered_refresh_is_fetched_ingested_and_announced_once_per_account() {
+    let app = TestApp::new().await;
+    let w = worker(&app).await;
+    let key = app.partner(true).await;
+    let user = app.user(&key).await;
+    let ids = app
+        .connect(
+            &key,
+            &user,
+            json!([{ "persona": "salaried" }, { "persona": "gambler" }]),
+        )
+        .await;
+    let job = app.refresh(&key, &user).await.body["jobId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drain(&w).await;
+
+    let j = app
+        .get(&format!("/v1/users/{user}/accounts-refresh/{job}"), &key)
+        .await;
+    assert_eq!(j.body["status"], "SUCCEEDED", "{}", j.body);
+    for item in j.body["accounts"].as_array().unwrap() {
+        assert_eq!(item["state"], "SUCCEEDED");
+        assert!(item["newTransactions"].as_i64().unwrap() > 0);
+    }
+    let accounts = app.get(&format!("/v1/users/{user}/accounts"), &key).await;
+    for a in accounts.body["data"].as_array().unwrap() {
+        assert_eq!(
+            a["lastTransactionRefreshDate"], "2026-11-26T12:00:00.000Z",
+            "moved to the fetch's now"
+        );
+    }
+    let stored = app.count("transactions").await;
+    assert!(stored > 100);
+    let ev = events(&app).await;
+    assert_eq!(ev.len(), 2);
+    for (kind, payload) in &ev {
+        assert_eq!(kind, "v1.account_transactions.on_demand_refresh.succeeded");
+        assert_eq!(payload["jobId"], job.as_str());
+        assert!(ids.contains(&payload["accountId"].as_str().unwrap().to_owned()));
+    }
+
+    // 21 minutes later: the accounts are stale again, no longer in flight; the new fetch
+    // stores only what is new, never a duplicate.
+    app.clock.shift(minutes(60 * 24));
+    assert_eq!(app.refresh(&key, &user).await.status, 201);
+    drain(&w).await;
+    let dupes: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT account_id, bank_transaction_id FROM transactions GROUP BY 1, 2 HAVING COUNT(*) > 1)",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(dupes, 0);
+    assert!(
+        app.count("transactions").await > stored,
+        "a day brings new transactions"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_bank_fails_the_item_with_its_code_and_frees_the_account() {
+    let app = TestApp::new().await;
+    let w = worker(&app).await;
+    let key = app.partner(true).await;
+    let user = app.user(&key).await;
+    let ids = app.connect(&key, &user, json!([{}, {}])).await;
+    app.bank.set_fault(Fault {
+        account_id: Some(ids[0].clone()),
+        kind: Some(FaultKind::ServerError),
+        ..Fault::default()
+    });
+    app.bank.set_fault(Fault {
+        account_id: Some(ids[1].clone()),
+        kind: Some(FaultKind::ConsentRevoked),
+        ..Fault::default()
+    });
+    let job = app.refresh(&key, &user).await.body["jobId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drain(&w).await;
+
+    let j = app
+        .get(&format!("/v1/users/{user}/accounts-refresh/{job}"), &key)
+        .await;
+    assert_eq!(j.body["status"], "FAILED", "{}", j.body);
+    let item = |id: &str| {
+        j.body["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["accountId"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        item(&ids[0])["error"],
+        json!({ "code": "BANK_UNAVAILABLE", "retryable": true })
+    );
+    assert_eq!(
+        item(&ids[1])["error"],
+        json!({ "code": "CONSENT_REVOKED", "retryable": false })
+    );
+    let ev = events(&app).await;
+    assert_eq!(ev.len(), 2);
+    assert!(
+        ev.iter()
+            .all(|(t, _)| t == "v1.account_transactions.on_demand_refresh.failed")
+    );
+
+    // The failed account is no longer in flight: the partner may retry at once. The revoked
+    // one is ACCOUNT_EXPIRED from now on.
+    app.bank.set_fault(Fault::default());
+    let again = app.refresh(&key, &user).await;
+    assert_eq!(again.status, 201, "{}", again.body);
+    let reasons: Vec<(String, Value)> = again.body["metadata"]["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["accountId"].as_str().unwrap().to_owned(),
+                a.get("reason").cloned().unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    assert!(reasons.contains(&(ids[0].clone(), Value::Null)));
+    assert!(reasons.contains(&(ids[1].clone(), json!("ACCOUNT_EXPIRED"))));
+}
+
+#[tokio::test]
+async fn a_stale_lease_owner_cannot_end_an_item_another_worker_took() {
+    let app = TestApp::new().await;
+    let first = worker(&app).await;
+    let second = worker(&app).await;
+    let key = app.partner(true).await;
+    let user = app.user(&key).await;
+    app.connect(&key, &user, json!([{}])).await;
+    app.refresh(&key, &user).await;
+    let now = app.clock.now();
+    let taken = app
+        .store
+        .claim(first.owner(), now, now + first.lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    // The first worker stalls past its lease; the second takes the account and ends it.
+    app.clock.shift(first.lease + chrono::TimeDelta::seconds(1));
+    drain(&second).await;
+    assert_eq!(app.count("events").await, 1);
+    let late = app
+        .store
+        .finish(
+            first.owner(),
+            &taken[0],
+            server::store::work::Outcome::Fetched(&[]),
+            app.clock.now(),
+        )
+        .await
+        .unwrap();
+    assert!(!late, "the stale owner's late write is refused");
+    assert_eq!(app.count("events").await, 1);
+}
+
+#[tokio::test]
+async fn an_account_triggered_again_while_its_fetch_runs_is_fetched_once_for_both_jobs() {
+    let app = TestApp::new().await;
+    let w = worker(&app).await;
+    let key = app.partner(true).await;
+    let user = app.user(&key).await;
+    let a = app.connect(&key, &user, json!([{}])).await.remove(0);
+    let first = app.refresh(&key, &user).await.body["jobId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The worker claims A; before its fetch ends, B (stale) is connected and a refresh
+    // triggers both (worked example 8).
+    let now = app.clock.now();
+    let taken = app
+        .store
+        .claim(w.owner(), now, now + w.lease, 10)
+        .await
+        .unwrap();
+    app.clock.shift(minutes(1));
+    app.connect(
+        &key,
+        &user,
+        json!([{ "lastTransactionRefreshDate": "2026-11-26T11:30:00.000Z" }]),
+    )
+    .await;
+    let second = app.refresh(&key, &user).await;
+    assert_eq!(second.status, 201, "{}", second.body);
+    let second = second.body["jobId"].as_str().unwrap().to_owned();
+    let ended = app
+        .store
+        .finish(
+            w.owner(),
+            &taken[0],
+            server::store::work::Outcome::Fetched(&[]),
+            app.clock.now(),
+        )
+        .await
+        .unwrap();
+    assert!(ended);
+    let ev = events(&app).await;
+    let for_a: Vec<&str> = ev
+        .iter()
+        .filter(|(_, p)| p["accountId"] == a.as_str())
+        .map(|(_, p)| p["jobId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        for_a,
+        [first.as_str(), second.as_str()],
+        "one fetch, one event per job"
+    );
+    drain(&w).await;
+    let second_job = app
+        .get(&format!("/v1/users/{user}/accounts-refresh/{second}"), &key)
+        .await;
+    assert_eq!(
+        second_job.body["status"], "SUCCEEDED",
+        "{}",
+        second_job.body
+    );
+    let fetched_a: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE payload LIKE ?1")
+        .bind(format!("%{a}%"))
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(fetched_a, 2, "A was not fetched a second time");
+}
