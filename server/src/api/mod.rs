@@ -2,6 +2,7 @@
 //! store and the refresh service. Contract: `shared/spec/api.md`.
 
 mod error;
+mod events;
 mod extract;
 pub mod openapi;
 mod problems;
@@ -118,7 +119,8 @@ where
         .routes(routes!(transactions::of_user))
         .routes(routes!(transactions::of_account))
         .routes(routes!(refresh::trigger))
-        .routes(routes!(refresh::job));
+        .routes(routes!(refresh::job))
+        .routes(routes!(events::stream));
     if sandbox {
         api = api
             .routes(routes!(sandbox::create_user))

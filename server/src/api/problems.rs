@@ -42,6 +42,10 @@ pub const CODES: &[(&str, &str)] = &[
         "INVALID_IDEMPOTENCY_KEY",
         "An Idempotency-Key must be 1 to 255 visible ASCII characters.",
     ),
+    (
+        "INVALID_LAST_EVENT_ID",
+        "Last-Event-ID must be the id of an event this stream sent.",
+    ),
     ("MALFORMED_JSON", "The request body is not valid JSON."),
     (
         "INVALID_BODY",

@@ -7,6 +7,7 @@
 //! client) and several read connections, which WAL lets run beside the writer.
 
 mod accounts;
+mod events;
 mod partners;
 mod portal_users;
 pub mod refresh;
@@ -15,12 +16,14 @@ mod users;
 pub mod work;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 pub use accounts::NewAccount;
+pub use events::StoredEvent;
 pub use partners::CreatedPartner;
 pub use portal_users::PortalUserError;
 pub use refresh::{LoadedUser, NewJob, StoredResponse};
@@ -50,6 +53,8 @@ pub struct Store {
     write: SqlitePool,
     read: SqlitePool,
     options: SqliteConnectOptions,
+    /// Bumped after every commit that appended events, so that SSE streams wake at once.
+    events_appended: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// The embedded migrations of `server/migrations`.
@@ -81,10 +86,12 @@ impl Store {
             .connect_with(options.read_only(true))
             .await?;
         let options = write.connect_options().as_ref().clone();
+        let (events_appended, _) = tokio::sync::watch::channel(0);
         Ok(Self {
             write,
             read,
             options,
+            events_appended: Arc::new(events_appended),
         })
     }
 
@@ -105,6 +112,15 @@ impl Store {
     /// other writers' `BEGIN IMMEDIATE` waits up to the busy timeout.
     pub async fn dedicated_writer(&self) -> Result<SqliteConnection, StoreError> {
         Ok(SqliteConnection::connect_with(&self.options).await?)
+    }
+
+    /// A receiver that changes after each commit that appended events.
+    pub fn watch_events(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.events_appended.subscribe()
+    }
+
+    pub(crate) fn events_committed(&self) {
+        self.events_appended.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Closes both pools, waiting for connections in use.

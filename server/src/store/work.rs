@@ -242,6 +242,7 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        self.events_committed();
         Ok(true)
     }
 }

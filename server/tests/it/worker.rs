@@ -11,7 +11,7 @@ use server::worker::Worker;
 
 use crate::harness::{TestApp, minutes};
 
-async fn worker(app: &TestApp) -> Worker {
+pub async fn worker(app: &TestApp) -> Worker {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let bank_router = router(Arc::clone(&app.bank));
@@ -30,7 +30,7 @@ async fn worker(app: &TestApp) -> Worker {
     w
 }
 
-async fn drain(w: &Worker) {
+pub async fn drain(w: &Worker) {
     while w.run_pending(50).await.unwrap() > 0 {}
 }
 
