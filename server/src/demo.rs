@@ -97,7 +97,7 @@ pub async fn seed_if_empty(store: &Store, now: DateTime<Utc>) -> Result<Option<D
             .await?;
         if !accounts.is_empty() {
             store
-                .connect_accounts(partner.partner_id, user.user_id, &accounts, now)
+                .connect_accounts(partner.partner_id, user.user_id, &accounts, false, now)
                 .await?;
         }
         created.push((label, user.user_id));

@@ -10,6 +10,7 @@ pub mod model;
 pub mod portal;
 pub mod refresh;
 pub mod sandbox;
+pub mod scheduler;
 pub mod store;
 pub mod worker;
 

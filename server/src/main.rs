@@ -122,6 +122,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let connector = HttpBank::new(format!("http://{addr}"), std::time::Duration::from_secs(10))
             .map_err(|e| anyhow::anyhow!("building the bank connector: {e}"))?;
         Worker::new(store.clone(), Arc::new(connector), Arc::clone(&clock)).spawn();
+        server::scheduler::spawn(
+            store.clone(),
+            Arc::clone(&clock),
+            chrono::TimeDelta::seconds(args.scheduled_refresh_seconds),
+        );
     }
     let api = Arc::new(api);
     let state = AppState {

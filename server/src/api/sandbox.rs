@@ -126,19 +126,13 @@ fn new_account(i: usize, a: SandboxAccount, seed: u64) -> Result<NewAccount, Api
     request_body = ConnectAccounts,
     responses((status = 201, description = "Connected", body = DataList<Account>),
               (status = 400, description = "INVALID_BODY", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "USER_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
-              (status = 501, description = "initialFetch needs the refresh engine", body = Problem, content_type = "application/problem+json")))]
+              (status = 404, description = "USER_NOT_FOUND", body = Problem, content_type = "application/problem+json")))]
 pub async fn connect_accounts(
     State(api): State<Arc<Api>>,
     Caller(partner): Caller,
     ApiPath(user_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<ConnectAccounts>,
 ) -> Result<(StatusCode, Json<DataList<Account>>), ApiError> {
-    if body.initial_fetch {
-        return Err(ApiError::NotImplemented(
-            "initialFetch needs the refresh engine, which this build does not have yet",
-        ));
-    }
     if body.accounts.is_empty() || body.accounts.len() > MAX_ACCOUNTS {
         return Err(ApiError::BadRequest(
             "INVALID_BODY",
@@ -146,6 +140,7 @@ pub async fn connect_accounts(
         ));
     }
     let seed = u64::from_le_bytes(user_id.as_bytes()[..8].try_into().unwrap_or_default());
+    let initial_fetch = body.initial_fetch;
     let accounts = body
         .accounts
         .into_iter()
@@ -154,7 +149,13 @@ pub async fn connect_accounts(
         .collect::<Result<Vec<_>, _>>()?;
     let data = api
         .store
-        .connect_accounts(partner.id, user_id, &accounts, api.clock.now())
+        .connect_accounts(
+            partner.id,
+            user_id,
+            &accounts,
+            initial_fetch,
+            api.clock.now(),
+        )
         .await?
         .ok_or_else(ApiError::user_not_found)?;
     Ok((StatusCode::CREATED, Json(DataList { data })))

@@ -101,13 +101,15 @@ impl Store {
         ))
     }
 
-    /// Connects `accounts` to the user in one transaction, in the given order; `None` when
-    /// the user is not `partner`'s (and nothing is written).
+    /// Connects `accounts` to the user in one transaction, in the given order (with
+    /// `initial_fetch`, also queues their first fetch); `None` when the user is not
+    /// `partner`'s (and nothing is written).
     pub async fn connect_accounts(
         &self,
         partner: Uuid,
         user_id: Uuid,
         accounts: &[NewAccount],
+        initial_fetch: bool,
         now: DateTime<Utc>,
     ) -> Result<Option<Vec<Account>>, StoreError> {
         let mut tx = self.begin_write().await?;
@@ -169,6 +171,22 @@ impl Store {
                 last_transaction_refresh_date: a.last_transaction_refresh_date,
                 in_flight_since: None,
             });
+        }
+        if initial_fetch {
+            // As after a real connection journey: the first fetch, as a job of its own.
+            let ids: Vec<String> = created.iter().map(|a| a.account_id.to_string()).collect();
+            super::work::create_job(
+                &mut tx,
+                "INITIAL",
+                &partner.to_string(),
+                &user_id.to_string(),
+                &ids,
+                now,
+            )
+            .await?;
+            for a in &mut created {
+                a.in_flight_since = Some(now);
+            }
         }
         tx.commit().await?;
         Ok(Some(created))

@@ -38,6 +38,46 @@ pub enum Outcome<'a> {
     },
 }
 
+/// The event an ended item produces: its type follows the job's kind (D•One's names; the
+/// `.failed` ones are ours), and only on-demand events carry the `jobId`.
+fn event(
+    kind: &str,
+    job_id: &str,
+    account: &ClaimedAccount,
+    outcome: &Outcome<'_>,
+    new_transactions: i64,
+    now: DateTime<Utc>,
+) -> (String, serde_json::Value) {
+    let family = match kind {
+        "SCHEDULED" => "scheduled_refresh",
+        "INITIAL" => "user_initiated",
+        _ => "on_demand_refresh",
+    };
+    let mut payload =
+        serde_json::json!({ "userId": account.user_id, "accountId": account.account_id });
+    if kind == "ON_DEMAND" {
+        payload["jobId"] = serde_json::json!(job_id);
+    }
+    let result = match outcome {
+        Outcome::Fetched(_) => {
+            payload["lastTransactionRefreshDate"] =
+                serde_json::json!(freshet_rules::format_timestamp(now));
+            payload["newTransactions"] = serde_json::json!(new_transactions);
+            "succeeded"
+        }
+        Outcome::Failed {
+            code, retryable, ..
+        } => {
+            payload["error"] = serde_json::json!({ "code": code, "retryable": retryable });
+            "failed"
+        }
+    };
+    (
+        format!("v1.account_transactions.{family}.{result}"),
+        payload,
+    )
+}
+
 impl Store {
     /// Claims up to `limit` accounts that have a job item waiting (or a lease that ran out),
     /// for `owner` until `lease_until`. Every open item of a claimed account is taken: one
@@ -124,9 +164,9 @@ impl Store {
         }
         // Items queued for this account while its fetch ran (a second job that triggered it
         // again) end with this fetch too: the account is not fetched twice.
-        let jobs: Vec<(String,)> = sqlx::query_as(
-            "SELECT job_id FROM refresh_job_items
-             WHERE account_id = ?1 AND (state = 'QUEUED' OR (state = 'RUNNING' AND lease_owner = ?2))",
+        let jobs: Vec<(String, String)> = sqlx::query_as(
+            "SELECT i.job_id, j.kind FROM refresh_job_items i JOIN refresh_jobs j ON j.id = i.job_id
+             WHERE i.account_id = ?1 AND (i.state = 'QUEUED' OR (i.state = 'RUNNING' AND i.lease_owner = ?2))",
         )
         .bind(&account.account_id)
         .bind(owner)
@@ -181,7 +221,7 @@ impl Store {
                 code, retryable, ..
             } => ("FAILED", Some(*code), Some(*retryable)),
         };
-        for (job_id,) in &jobs {
+        for (job_id, kind) in &jobs {
             sqlx::query(
                 "UPDATE refresh_job_items SET state = ?3, finished_at = ?4, new_transactions = ?5, error_code = ?6,
                    error_retryable = ?7, lease_owner = NULL, lease_expires_at = NULL
@@ -213,25 +253,8 @@ impl Store {
             .bind(to_ms(now))
             .execute(&mut *tx)
             .await?;
-            let (event_type, payload) = match &outcome {
-                Outcome::Fetched(_) => (
-                    "v1.account_transactions.on_demand_refresh.succeeded",
-                    serde_json::json!({
-                        "jobId": job_id, "userId": account.user_id, "accountId": account.account_id,
-                        "lastTransactionRefreshDate": freshet_rules::format_timestamp(now),
-                        "newTransactions": new_transactions,
-                    }),
-                ),
-                Outcome::Failed {
-                    code, retryable, ..
-                } => (
-                    "v1.account_transactions.on_demand_refresh.failed",
-                    serde_json::json!({
-                        "jobId": job_id, "userId": account.user_id, "accountId": account.account_id,
-                        "error": { "code": code, "retryable": retryable },
-                    }),
-                ),
-            };
+            let (event_type, payload) =
+                event(kind, job_id, account, &outcome, new_transactions, now);
             sqlx::query("INSERT INTO events (id, partner_id, type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
                 .bind(Uuid::new_v4().to_string())
                 .bind(&account.partner_id)
@@ -245,4 +268,80 @@ impl Store {
         self.events_committed();
         Ok(true)
     }
+
+    /// Creates one `SCHEDULED` job per user for the accounts whose consent is valid, that are
+    /// not in flight and were last ingested at or before `older_than` (or never): scheduled
+    /// refreshes obey consent but not the on-demand interval. At most `limit` accounts a call;
+    /// returns how many it scheduled.
+    pub async fn schedule_refreshes(
+        &self,
+        now: DateTime<Utc>,
+        older_than: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<usize, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let due: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT a.id, a.user_id, u.partner_id FROM accounts a JOIN users u ON u.id = a.user_id
+             WHERE a.consent_status = 'ACTIVE' AND (a.consent_expires_at IS NULL OR a.consent_expires_at > ?1)
+               AND a.in_flight_since IS NULL
+               AND (a.last_transaction_refresh_date IS NULL OR a.last_transaction_refresh_date <= ?2)
+             ORDER BY a.user_id, a.id LIMIT ?3",
+        )
+        .bind(to_ms(now))
+        .bind(to_ms(older_than))
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut start = 0;
+        while start < due.len() {
+            let user = &due[start].1;
+            let end = due[start..]
+                .iter()
+                .position(|(_, u, _)| u != user)
+                .map_or(due.len(), |n| start + n);
+            let accounts: Vec<String> = due[start..end].iter().map(|(a, _, _)| a.clone()).collect();
+            create_job(&mut tx, "SCHEDULED", &due[start].2, user, &accounts, now).await?;
+            start = end;
+        }
+        tx.commit().await?;
+        Ok(due.len())
+    }
+}
+
+/// Inserts a job of `kind` with one queued item per account and marks the accounts in
+/// flight, inside the caller's transaction.
+pub(super) async fn create_job(
+    conn: &mut sqlx::SqliteConnection,
+    kind: &str,
+    partner: &str,
+    user: &str,
+    accounts: &[String],
+    now: DateTime<Utc>,
+) -> Result<Uuid, StoreError> {
+    let job_id = new_id();
+    sqlx::query("INSERT INTO refresh_jobs (id, partner_id, user_id, status, created_at, kind) VALUES (?1, ?2, ?3, 'QUEUED', ?4, ?5)")
+        .bind(job_id.to_string())
+        .bind(partner)
+        .bind(user)
+        .bind(to_ms(now))
+        .bind(kind)
+        .execute(&mut *conn)
+        .await?;
+    for account in accounts {
+        sqlx::query(
+            "INSERT INTO refresh_job_items (job_id, account_id, state) VALUES (?1, ?2, 'QUEUED')",
+        )
+        .bind(job_id.to_string())
+        .bind(account)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "UPDATE accounts SET in_flight_since = COALESCE(in_flight_since, ?2) WHERE id = ?1",
+        )
+        .bind(account)
+        .bind(to_ms(now))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(job_id)
 }

@@ -279,3 +279,85 @@ async fn an_account_triggered_again_while_its_fetch_runs_is_fetched_once_for_bot
         .unwrap();
     assert_eq!(fetched_a, 2, "A was not fetched a second time");
 }
+
+#[tokio::test]
+async fn an_initial_fetch_ingests_new_accounts_and_says_user_initiated() {
+    let app = TestApp::new().await;
+    let w = worker(&app).await;
+    let key = app.partner(true).await;
+    let user = app.user(&key).await;
+    let r = app
+        .post(
+            &format!("/sandbox/v1/users/{user}/accounts"),
+            &key,
+            Some(json!({ "accounts": [{}], "initialFetch": true })),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(
+        r.body["data"][0]
+            .get("lastTransactionRefreshDate")
+            .is_none(),
+        "not fetched yet"
+    );
+    // Until the first fetch ends, the account counts as in flight.
+    assert_eq!(
+        app.refresh(&key, &user).await.body["metadata"]["accounts"][0]["reason"],
+        "RATE_LIMITED"
+    );
+    drain(&w).await;
+    let accounts = app.get(&format!("/v1/users/{user}/accounts"), &key).await;
+    assert_eq!(
+        accounts.body["data"][0]["lastTransactionRefreshDate"],
+        "2026-11-26T12:00:00.000Z"
+    );
+    let ev = events(&app).await;
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].0, "v1.account_transactions.user_initiated.succeeded");
+    assert!(
+        ev[0].1.get("jobId").is_none(),
+        "only on-demand events carry a jobId"
+    );
+    assert!(ev[0].1["newTransactions"].as_i64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn the_scheduler_refreshes_stale_data_with_valid_consent_and_nothing_else() {
+    let app = TestApp::new().await;
+    let w = worker(&app).await;
+    let key = app.partner(true).await;
+    let user = app.user(&key).await;
+    let ids = app
+        .connect(&key, &user, json!([
+            { "lastTransactionRefreshDate": "2026-11-26T05:00:00.000Z" },
+            { "lastTransactionRefreshDate": "2026-11-26T11:00:00.000Z" },
+            { "lastTransactionRefreshDate": "2026-11-26T01:00:00.000Z", "consentStatus": "EXPIRED" },
+        ]))
+        .await;
+    let period = chrono::TimeDelta::hours(6);
+    assert_eq!(
+        server::scheduler::run_once(&app.store, &app.clock, period)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        server::scheduler::run_once(&app.store, &app.clock, period)
+            .await
+            .unwrap(),
+        0,
+        "in flight: not twice"
+    );
+    drain(&w).await;
+    let ev = events(&app).await;
+    assert_eq!(ev.len(), 1);
+    assert_eq!(
+        ev[0].0,
+        "v1.account_transactions.scheduled_refresh.succeeded"
+    );
+    assert_eq!(ev[0].1["accountId"], ids[0].as_str());
+    // The scheduled refresh moved the date like any ingestion: that account is fresh now,
+    // the 11:00 one is stale, so an on-demand refresh triggers both eligible ones.
+    let r = app.refresh(&key, &user).await;
+    assert_eq!(r.status, 201);
+}

@@ -1,0 +1,42 @@
+//! Scheduled refreshes: every account with valid consent is fetched again once its data is
+//! older than the schedule's period (6 hours by default), whatever the on-demand interval.
+//! The scheduler only queues jobs (`SCHEDULED`); the workers fetch them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+
+use crate::clock::Clock;
+use crate::store::Store;
+
+/// Queues what is due now; returns how many accounts. Tests call this directly.
+pub async fn run_once(
+    store: &Store,
+    clock: &Clock,
+    period: TimeDelta,
+) -> Result<usize, crate::store::StoreError> {
+    let now = clock.now();
+    let mut total = 0;
+    loop {
+        let n = store.schedule_refreshes(now, now - period, 1000).await?;
+        total += n;
+        if n < 1000 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Checks every 30 seconds of real time (the sandbox clock may jump in between).
+pub fn spawn(store: Store, clock: Arc<Clock>, period: TimeDelta) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match run_once(&store, &clock, period).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(accounts = n, "scheduled refreshes queued"),
+                Err(e) => tracing::error!(error = %e, "scheduling refreshes failed"),
+            }
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    })
+}
