@@ -101,6 +101,9 @@ pub struct ServeArgs {
     /// How old an account's data may get before a scheduled refresh fetches it, in seconds.
     #[arg(long, env = "FRESHET_SCHEDULED_REFRESH_SECONDS", default_value_t = 6 * 3600, value_parser = clap::value_parser!(i64).range(60..))]
     pub scheduled_refresh_seconds: i64,
+    /// How long a worker's claim on an account lasts before another may take it (after a crash).
+    #[arg(long, env = "FRESHET_WORKER_LEASE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(i64).range(1..))]
+    pub worker_lease_seconds: i64,
     /// Where the sandbox bank of a sandbox server listens (port 0: any free port).
     #[arg(long, env = "FRESHET_SANDBOX_BANK_BIND", default_value = "127.0.0.1:0")]
     pub sandbox_bank_bind: SocketAddr,

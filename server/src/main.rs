@@ -121,7 +121,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // Workers fetch triggered accounts from it, over HTTP like from any bank.
         let connector = HttpBank::new(format!("http://{addr}"), std::time::Duration::from_secs(10))
             .map_err(|e| anyhow::anyhow!("building the bank connector: {e}"))?;
-        Worker::new(store.clone(), Arc::new(connector), Arc::clone(&clock)).spawn();
+        let mut worker = Worker::new(store.clone(), Arc::new(connector), Arc::clone(&clock));
+        worker.lease = chrono::TimeDelta::seconds(args.worker_lease_seconds);
+        worker.spawn();
         server::scheduler::spawn(
             store.clone(),
             Arc::clone(&clock),
