@@ -147,10 +147,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "freshet listening on http://{}",
         listener.local_addr().context("reading the bound address")?
     );
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    // Graceful shutdown waits for open connections; event streams never end by themselves,
+    // so after the signal they get five seconds, then the server stops anyway.
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let signalled = Arc::clone(&stopping);
+    let graceful = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        signalled.notify_waiters();
+    });
+    tokio::select! {
+        served = graceful => served.context("serving HTTP")?,
+        () = async {
+            stopping.notified().await;
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        } => tracing::warn!("connections still open 5 s after the shutdown signal (event streams): closing them"),
+    }
     store.close().await;
     Ok(())
 }
