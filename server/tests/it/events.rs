@@ -81,11 +81,11 @@ async fn a_connected_client_sees_each_event_and_a_resuming_one_gets_exactly_what
         .to_owned();
     crate::worker::drain(&w).await;
     let first = live
-        .next(Duration::from_secs(2))
+        .next(Duration::from_secs(1))
         .await
         .expect("first event within 1 s of its commit");
     let second = live
-        .next(Duration::from_secs(2))
+        .next(Duration::from_secs(1))
         .await
         .expect("second event");
     for (_, kind, data) in [&first, &second] {

@@ -361,3 +361,49 @@ async fn the_scheduler_refreshes_stale_data_with_valid_consent_and_nothing_else(
     let r = app.refresh(&key, &user).await;
     assert_eq!(r.status, 201);
 }
+
+#[tokio::test]
+async fn every_fault_kind_ends_the_item_with_its_code_and_a_failed_event() {
+    let app = TestApp::new().await;
+    let w = worker(&app).await;
+    let key = app.partner(true).await;
+    let cases = [
+        (FaultKind::ServerError, "BANK_UNAVAILABLE", true),
+        (FaultKind::RateLimited, "BANK_RATE_LIMITED", true),
+        (FaultKind::Hang, "BANK_TIMEOUT", true),
+        (FaultKind::ConsentRevoked, "CONSENT_REVOKED", false),
+    ];
+    for (kind, code, retryable) in cases {
+        let user = app.user(&key).await;
+        let account = app.connect(&key, &user, json!([{}])).await.remove(0);
+        app.bank.set_fault(Fault {
+            account_id: Some(account.clone()),
+            kind: Some(kind),
+            retry_after_seconds: Some(1),
+            ..Fault::default()
+        });
+        let job = app.refresh(&key, &user).await.body["jobId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        drain(&w).await;
+        let j = app
+            .get(&format!("/v1/users/{user}/accounts-refresh/{job}"), &key)
+            .await;
+        assert_eq!(j.body["status"], "FAILED", "{kind:?}: {}", j.body);
+        assert_eq!(j.body["accounts"][0]["state"], "FAILED");
+        assert_eq!(
+            j.body["accounts"][0]["error"],
+            json!({ "code": code, "retryable": retryable }),
+            "{kind:?}"
+        );
+        let ev = events(&app).await;
+        let (t, p) = ev.last().unwrap();
+        assert_eq!(t, "v1.account_transactions.on_demand_refresh.failed");
+        assert_eq!(
+            (p["accountId"].as_str(), p["jobId"].as_str()),
+            (Some(account.as_str()), Some(job.as_str()))
+        );
+        assert_eq!(p["error"]["code"], code);
+    }
+}
