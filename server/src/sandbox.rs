@@ -45,15 +45,9 @@ fn pence(amount: i64) -> String {
     format!("{sign}{}.{:02}", amount.abs() / 100, amount.abs() % 100)
 }
 
-/// `count` transactions of `persona`, one every few hours, the newest booked at `until`.
-pub fn history(
-    persona: &str,
-    seed: u64,
-    count: usize,
-    until: DateTime<Utc>,
-) -> Vec<BankTransaction> {
-    let mut rng = Rng(seed);
-    let spend: &[(&str, &str, i64)] = match persona {
+/// What a persona spends on: (merchant, category, typical amount in pence).
+fn spending(persona: &str) -> &'static [(&'static str, &'static str, i64)] {
+    match persona {
         "gambler" => &[
             ("Bet365", "gambling", 2500),
             ("SkyBet", "gambling", 1000),
@@ -71,36 +65,55 @@ pub fn history(
             ("Pret", "eating_out", 650),
             ("Netflix", "subscriptions", 1099),
         ],
+    }
+}
+
+/// The persona's transaction number `position` of the account with `seed`, booked `at`:
+/// the same inputs always give the same transaction (id included); every twentieth of a
+/// salaried persona is the salary.
+pub fn transaction(persona: &str, seed: u64, position: u64, at: DateTime<Utc>) -> BankTransaction {
+    let mut rng = Rng(seed ^ position.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let spend = spending(persona);
+    let salary = persona == "salaried" && position % 20 == 19;
+    let (merchant, category, base) =
+        spend[usize::try_from(rng.below(spend.len() as u64)).unwrap_or(0)];
+    let amount = if salary {
+        245_000
+    } else {
+        -(base / 2 + i64::try_from(rng.below(base.unsigned_abs())).unwrap_or(0))
     };
+    BankTransaction {
+        bank_transaction_id: format!("sbx-{seed:016x}-{position:08}"),
+        booked_at: at,
+        amount: pence(amount),
+        description: if salary {
+            "SALARY ACME LTD".to_owned()
+        } else {
+            merchant.to_uppercase()
+        },
+        merchant_name: (!salary).then(|| merchant.to_owned()),
+        category: if salary {
+            "income".to_owned()
+        } else {
+            category.to_owned()
+        },
+    }
+}
+
+/// `count` transactions of `persona`, one every few hours, the newest booked at `until`.
+pub fn history(
+    persona: &str,
+    seed: u64,
+    count: usize,
+    until: DateTime<Utc>,
+) -> Vec<BankTransaction> {
+    let mut gaps = Rng(seed);
     let mut at = until;
-    (0..count)
+    (0..count as u64)
         .map(|i| {
-            let salary = persona == "salaried" && i % 20 == 19;
-            let (merchant, category, base) =
-                spend[usize::try_from(rng.below(spend.len() as u64)).unwrap_or(0)];
-            let amount = if salary {
-                245_000
-            } else {
-                -(base / 2 + i64::try_from(rng.below(base.unsigned_abs())).unwrap_or(0))
-            };
-            let tx = BankTransaction {
-                bank_transaction_id: format!("sbx-{seed:016x}-{i:06}"),
-                booked_at: at,
-                amount: pence(amount),
-                description: if salary {
-                    "SALARY ACME LTD".to_owned()
-                } else {
-                    merchant.to_uppercase()
-                },
-                merchant_name: (!salary).then(|| merchant.to_owned()),
-                category: if salary {
-                    "income".to_owned()
-                } else {
-                    category.to_owned()
-                },
-            };
-            at -= TimeDelta::minutes(30 + i64::try_from(rng.below(600)).unwrap_or(0));
-            tx
+            let t = transaction(persona, seed, i, at);
+            at -= TimeDelta::minutes(30 + i64::try_from(gaps.below(600)).unwrap_or(0));
+            t
         })
         .collect()
 }

@@ -310,23 +310,7 @@ pub fn schedule(
     let mut k: u64 = 0;
     while at <= until {
         if at >= from {
-            // The persona generator makes one transaction at `at` for this (seed, position).
-            let mut one = crate::sandbox::history(
-                persona,
-                seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                1,
-                at,
-            );
-            if let Some(mut t) = one.pop() {
-                if persona == "salaried" && k % 20 == 19 {
-                    t.amount = "2450.00".to_owned();
-                    t.description = "SALARY ACME LTD".to_owned();
-                    t.merchant_name = None;
-                    t.category = "income".to_owned();
-                }
-                t.bank_transaction_id = format!("sbx-{seed:016x}-{k:08}");
-                out.push(t);
-            }
+            out.push(crate::sandbox::transaction(persona, seed, k, at));
         }
         let gap = 120
             + (seed.rotate_left(u32::try_from(k % 64).unwrap_or(0))
