@@ -110,6 +110,15 @@ pub struct ServeArgs {
     /// Allow http and loopback/private webhook targets (local development and tests only).
     #[arg(long, env = "FRESHET_INSECURE_WEBHOOK_TARGETS")]
     pub insecure_webhook_targets: bool,
+    /// How long a webhook delivery's claim lasts before another process may send it (after a crash).
+    #[arg(long, env = "FRESHET_WEBHOOK_LEASE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(i64).range(6..))]
+    pub webhook_lease_seconds: i64,
+    /// Webhook deliveries in flight at once, in all.
+    #[arg(long, env = "FRESHET_WEBHOOK_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    pub webhook_concurrency: u16,
+    /// Webhook deliveries in flight at once to one subscription.
+    #[arg(long, env = "FRESHET_WEBHOOK_PER_SUBSCRIPTION", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub webhook_per_subscription: u16,
     /// The address to listen on.
     #[arg(long, env = "FRESHET_BIND", default_value = "127.0.0.1:3000")]
     pub bind: SocketAddr,
@@ -123,6 +132,25 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// Where webhook targets may point.
+    pub fn webhook_targets(&self) -> crate::webhooks::TargetPolicy {
+        if self.insecure_webhook_targets {
+            crate::webhooks::TargetPolicy::insecure()
+        } else {
+            crate::webhooks::TargetPolicy::secure()
+        }
+    }
+
+    /// How webhooks are delivered.
+    pub fn delivery(&self) -> crate::webhooks::DeliveryConfig {
+        crate::webhooks::DeliveryConfig {
+            lease: chrono::TimeDelta::seconds(self.webhook_lease_seconds),
+            concurrency: usize::from(self.webhook_concurrency),
+            per_subscription: usize::from(self.webhook_per_subscription),
+            ..crate::webhooks::DeliveryConfig::default()
+        }
+    }
+
     /// The refresh policy these arguments ask for (validated when parsing).
     pub fn policy(&self) -> RefreshPolicy {
         RefreshPolicy::from_seconds(self.refresh_interval_seconds).unwrap_or_default()

@@ -8,10 +8,12 @@ pub mod demo;
 pub mod http;
 pub mod model;
 pub mod portal;
+pub mod random;
 pub mod refresh;
 pub mod sandbox;
 pub mod scheduler;
 pub mod store;
+pub mod webhooks;
 pub mod worker;
 
 pub use http::{AppState, router};

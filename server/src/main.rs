@@ -11,6 +11,7 @@ use server::clock::Clock;
 use server::config::{Cli, Command, DatabaseArgs, PartnerCommand, PortalUserCommand, ServeArgs};
 use server::portal::SamplePortal;
 use server::store::Store;
+use server::webhooks::Deliverer;
 use server::worker::Worker;
 use server::{AppState, demo, router};
 use tracing_subscriber::EnvFilter;
@@ -111,7 +112,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             demo.partner.api_key, args.bind, demo.users[0].1
         );
     }
-    let mut api = Api::new(store.clone(), Arc::clone(&clock), policy, sandbox);
+    let mut api = Api::new(store.clone(), Arc::clone(&clock), policy, sandbox)
+        .with_webhook_targets(args.webhook_targets());
+    if args.insecure_webhook_targets {
+        tracing::warn!(
+            "--insecure-webhook-targets: webhooks may go to http and private addresses (development only)"
+        );
+    }
+    Deliverer::new(
+        store.clone(),
+        Arc::clone(&clock),
+        args.webhook_targets(),
+        args.delivery(),
+    )
+    .map_err(|e| anyhow::anyhow!("building the webhook client: {e}"))?
+    .spawn();
     if sandbox {
         // The sandbox bank lives on the server's (shiftable) clock, on its own loopback port.
         let bank = Arc::new(SandboxBank::new(Arc::clone(&clock)));

@@ -13,6 +13,7 @@ use crate::bank::retry::RetryPolicy;
 use crate::bank::sandbox::consent_id;
 use crate::bank::{Bank, BankAccount, BankError, FetchedTransaction};
 use crate::clock::Clock;
+use crate::random::random_unit;
 use crate::store::work::{ClaimedAccount, Outcome};
 use crate::store::{Store, StoreError};
 
@@ -37,16 +38,6 @@ impl std::fmt::Debug for Worker {
             .field("owner", &self.owner)
             .finish_non_exhaustive()
     }
-}
-
-fn random_unit() -> f64 {
-    let mut bytes = [0_u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        return 0.5;
-    }
-    #[allow(clippy::cast_precision_loss)] // 53 bits of randomness are plenty for jitter
-    let unit = (u64::from_le_bytes(bytes) >> 11) as f64 / (1_u64 << 53) as f64;
-    unit
 }
 
 impl Worker {

@@ -10,6 +10,7 @@ mod refresh;
 mod sandbox;
 mod transactions;
 mod users;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -33,6 +34,7 @@ use crate::clock::Clock;
 use crate::model::Partner;
 use crate::refresh::RefreshService;
 use crate::store::{Store, StoreError};
+use crate::webhooks::TargetPolicy;
 
 /// What the API's handlers share.
 #[derive(Debug)]
@@ -51,6 +53,8 @@ pub struct Api {
     pub partners: PartnerCache,
     /// The sandbox bank served beside a sandbox server (its faults are set through the API).
     pub sandbox_bank: Option<Arc<SandboxBank>>,
+    /// Where webhook targets may point (the SSRF guard).
+    pub webhook_targets: TargetPolicy,
 }
 
 impl Api {
@@ -64,6 +68,15 @@ impl Api {
             sandbox,
             partners: PartnerCache::default(),
             sandbox_bank: None,
+            webhook_targets: TargetPolicy::secure(),
+        }
+    }
+
+    /// The same services with another webhook target policy (`--insecure-webhook-targets`).
+    pub fn with_webhook_targets(self, webhook_targets: TargetPolicy) -> Self {
+        Self {
+            webhook_targets,
+            ..self
         }
     }
 
@@ -120,7 +133,14 @@ where
         .routes(routes!(transactions::of_account))
         .routes(routes!(refresh::trigger))
         .routes(routes!(refresh::job))
-        .routes(routes!(events::stream));
+        .routes(routes!(events::stream))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::test))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::redeliver))
+        .routes(routes!(webhooks::recover));
     if sandbox {
         api = api
             .routes(routes!(sandbox::create_user))

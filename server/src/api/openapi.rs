@@ -23,6 +23,7 @@ use uuid::Uuid;
         (name = "users", description = "Users and their connected accounts"),
         (name = "transactions", description = "Booked transactions, newest first, in cursor pages"),
         (name = "refresh", description = "The on-demand refresh and its jobs"),
+        (name = "webhooks", description = "Webhook subscriptions, the attempt log, redelivery and recovery"),
         (name = "events", description = "Server-sent events of the partner's event log"),
         (name = "sandbox", description = "Sandbox shortcuts (only on a server started with --sandbox)"),
     ),

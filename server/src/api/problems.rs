@@ -20,6 +20,26 @@ pub const CODES: &[(&str, &str)] = &[
         "ACCOUNT_NOT_FOUND",
         "The accountId does not exist for this user.",
     ),
+    (
+        "SUBSCRIPTION_NOT_FOUND",
+        "The webhook subscriptionId does not exist for this partner.",
+    ),
+    (
+        "DELIVERY_NOT_FOUND",
+        "This webhook subscription has no delivery of that eventId.",
+    ),
+    (
+        "INVALID_WEBHOOK_TARGET",
+        "targetUrl must be an absolute https URL (at most 2048 characters) whose host resolves.",
+    ),
+    (
+        "WEBHOOK_TARGET_NOT_ALLOWED",
+        "targetUrl is, or resolves to, an address that is not public (loopback, private, link-local, CGNAT, multicast, reserved or cloud metadata).",
+    ),
+    (
+        "INVALID_EVENT_TYPE",
+        "eventTypes must name one or more known event types.",
+    ),
     ("JOB_NOT_FOUND", "The jobId does not exist for this user."),
     ("ROUTE_NOT_FOUND", "No endpoint has this path."),
     (

@@ -31,18 +31,21 @@ fn bad(detail: String) -> ApiError {
 }
 
 /// Exactly `2026-11-26T12:00:00.000Z`: the one form the API writes, the one it reads.
-fn strict_timestamp(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+pub(super) fn parse_strict_timestamp(text: &str) -> Option<DateTime<Utc>> {
     let b = text.as_bytes();
     let shaped = b.len() == 24 && b[10] == b'T' && b[19] == b'.' && b[23] == b'Z';
     shaped
         .then(|| DateTime::parse_from_rfc3339(text).ok())
         .flatten()
         .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| {
-            bad(format!(
-                "{name} must be a UTC instant with milliseconds, e.g. 2026-11-26T12:00:00.000Z"
-            ))
-        })
+}
+
+fn strict_timestamp(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+    parse_strict_timestamp(text).ok_or_else(|| {
+        bad(format!(
+            "{name} must be a UTC instant with milliseconds, e.g. 2026-11-26T12:00:00.000Z"
+        ))
+    })
 }
 
 fn encode_cursor((created, id): (DateTime<Utc>, Uuid)) -> String {

@@ -13,6 +13,7 @@ mod portal_users;
 pub mod refresh;
 mod transactions;
 mod users;
+pub mod webhooks;
 pub mod work;
 
 use std::str::FromStr;
@@ -55,6 +56,8 @@ pub struct Store {
     options: SqliteConnectOptions,
     /// Bumped after every commit that appended events, so that SSE streams wake at once.
     events_appended: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Signalled when deliveries become due by a partner's hand (test, redeliver, resume).
+    deliveries_wanted: Arc<tokio::sync::Notify>,
 }
 
 /// The embedded migrations of `server/migrations`.
@@ -92,6 +95,7 @@ impl Store {
             read,
             options,
             events_appended: Arc::new(events_appended),
+            deliveries_wanted: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -117,6 +121,16 @@ impl Store {
     /// A receiver that changes after each commit that appended events.
     pub fn watch_events(&self) -> tokio::sync::watch::Receiver<u64> {
         self.events_appended.subscribe()
+    }
+
+    /// Wakes the webhook deliverer: deliveries were made due outside the event log.
+    pub fn want_deliveries(&self) {
+        self.deliveries_wanted.notify_one();
+    }
+
+    /// Resolves when [`Store::want_deliveries`] was called (a call before the wait counts).
+    pub async fn deliveries_wanted(&self) {
+        self.deliveries_wanted.notified().await;
     }
 
     pub(crate) fn events_committed(&self) {

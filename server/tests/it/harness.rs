@@ -12,6 +12,7 @@ use server::bank::sandbox::SandboxBank;
 use server::clock::Clock;
 use server::portal::SamplePortal;
 use server::store::Store;
+use server::webhooks::{Deliverer, DeliveryConfig, TargetPolicy};
 use server::{AppState, router};
 use tower::ServiceExt;
 
@@ -39,6 +40,7 @@ pub struct TestApp {
     pub db: sqlx::SqlitePool,
     pub store: Store,
     pub bank: Arc<SandboxBank>,
+    pub targets: TargetPolicy,
     _dir: tempfile::TempDir,
 }
 
@@ -74,6 +76,15 @@ impl TestApp {
     }
 
     pub async fn with_sandbox(sandbox: bool) -> Self {
+        Self::with_options(sandbox, TargetPolicy::secure()).await
+    }
+
+    /// A sandbox server whose webhooks may go to the test's loopback receivers.
+    pub async fn insecure_webhooks() -> Self {
+        Self::with_options(true, TargetPolicy::insecure()).await
+    }
+
+    pub async fn with_options(sandbox: bool, targets: TargetPolicy) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("freshet.db").display());
         let store = Store::open(&url).await.unwrap();
@@ -83,7 +94,8 @@ impl TestApp {
         let bank = Arc::new(SandboxBank::new(Arc::clone(&clock)));
         let api = Arc::new(
             Api::new(store.clone(), Arc::clone(&clock), policy, sandbox)
-                .with_sandbox_bank(Arc::clone(&bank)),
+                .with_sandbox_bank(Arc::clone(&bank))
+                .with_webhook_targets(targets.clone()),
         );
         let state = AppState {
             leptos: AppState::leptos_options(std::path::Path::new("target/site")),
@@ -97,8 +109,28 @@ impl TestApp {
             db,
             store,
             bank,
+            targets,
             _dir: dir,
         }
+    }
+
+    /// A webhook deliverer on this server's database, clock and target policy.
+    pub fn deliverer(&self) -> Deliverer {
+        self.deliverer_with(DeliveryConfig::default())
+    }
+
+    pub fn deliverer_with(&self, config: DeliveryConfig) -> Deliverer {
+        Deliverer::new(
+            self.store.clone(),
+            Arc::clone(&self.clock),
+            self.targets.clone(),
+            config,
+        )
+        .unwrap()
+    }
+
+    pub async fn patch(&self, path: &str, key: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, path, Some(key), Some(body)).await
     }
 
     /// Creates a partner through the store (as `freshet partner create` does); returns its key.
@@ -206,6 +238,9 @@ impl TestApp {
             "refresh_jobs",
             "refresh_job_items",
             "idempotency_keys",
+            "webhook_subscriptions",
+            "webhook_deliveries",
+            "webhook_attempts",
         ] {
             counts.push(self.count(table).await);
         }

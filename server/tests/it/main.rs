@@ -10,4 +10,5 @@ mod openapi;
 mod portal;
 mod refresh;
 mod users;
+mod webhooks;
 mod worker;

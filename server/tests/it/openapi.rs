@@ -23,6 +23,28 @@ const CONTRACT: &[(&str, &str)] = &[
     ("post", "/sandbox/v1/clock"),
     ("post", "/sandbox/v1/bank/faults"),
     ("get", "/v1/events"),
+    ("post", "/v1/webhooks/subscriptions"),
+    ("get", "/v1/webhooks/subscriptions"),
+    ("get", "/v1/webhooks/subscriptions/{subscriptionId}"),
+    ("patch", "/v1/webhooks/subscriptions/{subscriptionId}"),
+    ("delete", "/v1/webhooks/subscriptions/{subscriptionId}"),
+    (
+        "post",
+        "/v1/webhooks/subscriptions/{subscriptionId}/rotate-secret",
+    ),
+    ("post", "/v1/webhooks/subscriptions/{subscriptionId}/test"),
+    (
+        "get",
+        "/v1/webhooks/subscriptions/{subscriptionId}/deliveries",
+    ),
+    (
+        "post",
+        "/v1/webhooks/subscriptions/{subscriptionId}/deliveries/{eventId}/redeliver",
+    ),
+    (
+        "post",
+        "/v1/webhooks/subscriptions/{subscriptionId}/recover",
+    ),
 ];
 
 #[tokio::test]
