@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Store, StoreError};
-use crate::model::from_ms;
+use crate::model::{from_ms, to_ms};
 
 /// One event of the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +22,39 @@ pub struct StoredEvent {
 }
 
 impl Store {
+    /// Appends one event in a transaction of its own (its webhook deliveries are created in
+    /// the same commit, by the fan-out trigger) and wakes the streams and the deliverer.
+    /// The engine appends its events inside its own transactions; this is for events
+    /// that stand alone.
+    pub async fn append_event(
+        &self,
+        partner: Uuid,
+        event_type: &str,
+        payload: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<StoredEvent, StoreError> {
+        let id = Uuid::new_v4().to_string();
+        let payload = payload.to_string();
+        let (seq,): (i64,) = sqlx::query_as(
+            "INSERT INTO events (id, partner_id, type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING seq",
+        )
+        .bind(&id)
+        .bind(partner.to_string())
+        .bind(event_type)
+        .bind(&payload)
+        .bind(to_ms(now))
+        .fetch_one(&self.write)
+        .await?;
+        self.events_committed();
+        Ok(StoredEvent {
+            seq,
+            id,
+            event_type: event_type.to_owned(),
+            payload,
+            created_at: now,
+        })
+    }
+
     /// The position of `partner`'s newest event (0 when none): where a new stream starts.
     pub async fn last_event_seq(&self, partner: Uuid) -> Result<i64, StoreError> {
         let (seq,): (Option<i64>,) =

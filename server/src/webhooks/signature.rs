@@ -327,4 +327,34 @@ mod tests {
         assert_ne!(a, Secret::generate().unwrap());
         assert!(!format!("{a:?}").contains(&a.expose()[6..]));
     }
+
+    #[test]
+    fn the_published_vectors_reproduce_and_verify() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../webhook-vectors.json")).unwrap();
+        for v in doc["vectors"].as_array().unwrap() {
+            let secrets: Vec<Secret> = v["secrets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| Secret::parse(s.as_str().unwrap()).unwrap())
+                .collect();
+            let (id, ts) = (
+                v["webhookId"].as_str().unwrap(),
+                v["webhookTimestamp"].as_i64().unwrap(),
+            );
+            let body = v["body"].as_str().unwrap().as_bytes();
+            let signed = sign(&secrets.iter().collect::<Vec<_>>(), id, ts, body);
+            assert_eq!(
+                signed.webhook_signature, v["webhookSignature"],
+                "{}",
+                v["name"]
+            );
+            assert_eq!(signed.x_signature, v["xSignature"], "{}", v["name"]);
+            for secret in &secrets {
+                verify_standard(secret, id, ts, body, &signed.webhook_signature, ts, 300).unwrap();
+                verify_x_signature(secret, body, &signed.x_signature).unwrap();
+            }
+        }
+    }
 }
