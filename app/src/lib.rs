@@ -3,9 +3,9 @@
 //! Built twice: with `ssr` into the server (which renders the pages and answers the
 //! server functions) and with `hydrate` into the browser's wasm. Islands mode: pages,
 //! tables and navigation are plain server-rendered HTML; only `#[island]` components
-//! (the live preview, ...) ship as wasm and hydrate, which keeps the download small.
-//! The app never imports the server: server functions reach it through
-//! [`services::PortalServices`] in context.
+//! (the live user page, the forms that show a secret once, ...) ship as wasm and hydrate,
+//! which keeps the download small. The app never imports the server: server functions
+//! reach it through [`services::PortalServices`] in context.
 
 pub mod clock;
 pub mod format;
@@ -16,7 +16,12 @@ pub mod services;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::{SsrMode, StaticSegment};
+use leptos_router::{SsrMode, StaticSegment, path};
+
+/// Rewrites every `<time data-local>` in the reader's locale and time zone (the server
+/// renders UTC, as it cannot know either). A few lines of script instead of wasm on
+/// every page.
+const LOCAL_TIMES: &str = "(function(){function f(){document.querySelectorAll('time[data-local]').forEach(function(t){var d=new Date(t.dateTime);if(!isNaN(d)){t.textContent=d.toLocaleString();t.removeAttribute('data-local');}});}f();new MutationObserver(f).observe(document.documentElement,{subtree:true,childList:true});})();";
 
 /// The document around every page; the server renders it, the browser hydrates `<body>`.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -31,16 +36,17 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             </head>
             <body>
                 <App />
+                <script>{LOCAL_TIMES}</script>
             </body>
         </html>
     }
 }
 
-/// The portal: header and routes (rendered on the server).
+/// The portal: header, navigation and routes (rendered on the server).
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-
+    let viewer = services::viewer();
     view! {
         <Stylesheet id="leptos" href="/pkg/freshet.css" />
         <Title text="freshet · partner portal" />
@@ -48,13 +54,22 @@ pub fn App() -> impl IntoView {
             <header class="topbar">
                 <a class="brand" href="/">"freshet"</a>
                 <span class="tagline">"partner portal"</span>
+                {viewer.map(|v| view! { <pages::Nav viewer=v /> })}
             </header>
-            <main>
+            <main id="main">
+                // Async: the HTML is sent whole once the page's data is read, so every page
+                // reads complete without JavaScript (out-of-order streaming would send a
+                // loading placeholder and swap the content in with a script).
                 <Routes fallback=pages::NotFound>
-                    // Async: the HTML is sent whole once the page's data is read, so every page
-                    // reads complete without JavaScript (out-of-order streaming would send a
-                    // loading placeholder and swap the content in with a script).
-                    <Route path=StaticSegment("") view=pages::preview::PreviewPage ssr=SsrMode::Async />
+                    <Route path=path!("/sign-in") view=pages::sign_in::SignInPage />
+                    <Route path=StaticSegment("") view=pages::users::UsersPage ssr=SsrMode::Async />
+                    <Route path=path!("/users/:id") view=pages::user::UserPage ssr=SsrMode::Async />
+                    <Route path=path!("/jobs") view=pages::jobs::JobsPage ssr=SsrMode::Async />
+                    <Route path=path!("/jobs/:id") view=pages::jobs::JobPage ssr=SsrMode::Async />
+                    <Route path=path!("/webhooks") view=pages::webhooks::WebhooksPage ssr=SsrMode::Async />
+                    <Route path=path!("/webhooks/:id") view=pages::webhooks::SubscriptionPage ssr=SsrMode::Async />
+                    <Route path=path!("/keys") view=pages::keys::KeysPage ssr=SsrMode::Async />
+                    <Route path=path!("/sandbox") view=pages::sandbox::SandboxPage />
                 </Routes>
             </main>
         </Router>

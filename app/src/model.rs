@@ -7,6 +7,17 @@ use chrono::{DateTime, Utc};
 use freshet_rules::{AccountState, ConsentStatus};
 use serde::{Deserialize, Serialize};
 
+/// The signed-in portal user, as the server found them from the session cookie.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Viewer {
+    /// Their email.
+    pub email: String,
+    /// Their partner's id.
+    pub partner_id: String,
+    /// Their partner's name.
+    pub partner_name: String,
+}
+
 /// One connected account as the portal shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -28,6 +39,8 @@ pub struct PortalAccount {
     /// When a refresh still queued or running was triggered.
     #[serde(with = "ts_milliseconds_option")]
     pub in_flight_since: Option<DateTime<Utc>>,
+    /// Transactions stored for it.
+    pub transaction_count: i64,
 }
 
 impl PortalAccount {
@@ -60,9 +73,13 @@ impl PortalAccount {
 /// moment of reading, so that the browser's preview decides exactly as the server would.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct UserAccounts {
+pub struct UserDetail {
     /// The user's id.
     pub user_id: String,
+    /// `DIRECT` or `MARKETPLACE` (never refreshed on demand).
+    pub source: String,
+    /// The partner's reference.
+    pub external_reference: Option<String>,
     /// The server's `now` when the data was read (the sandbox clock, when shifted).
     #[serde(with = "ts_milliseconds")]
     pub now: DateTime<Utc>,
@@ -70,4 +87,261 @@ pub struct UserAccounts {
     pub interval_seconds: i64,
     /// The user's connected accounts, by account id.
     pub accounts: Vec<PortalAccount>,
+    /// A refresh of this user still running when the page was read.
+    pub open_job: Option<JobProgress>,
+    /// Whether the server runs the sandbox (its panel is offered).
+    pub sandbox: bool,
+}
+
+/// One user of the users list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserListItem {
+    /// The user.
+    pub user_id: String,
+    /// `DIRECT` or `MARKETPLACE`.
+    pub source: String,
+    /// The partner's reference.
+    pub external_reference: Option<String>,
+    /// When it was created.
+    #[serde(with = "ts_milliseconds")]
+    pub created_at: DateTime<Utc>,
+    /// Connected accounts.
+    pub accounts: i64,
+    /// The newest refresh of its accounts.
+    #[serde(with = "ts_milliseconds_option")]
+    pub last_refresh: Option<DateTime<Utc>>,
+}
+
+/// A page of the users list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsersPage {
+    /// The users.
+    pub items: Vec<UserListItem>,
+    /// Whether a next page exists.
+    pub has_more: bool,
+    /// The server's now.
+    #[serde(with = "ts_milliseconds")]
+    pub now: DateTime<Utc>,
+}
+
+/// One account's answer of a refresh.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountOutcome {
+    /// The account.
+    pub account_id: String,
+    /// `TRIGGERED`, `RATE_LIMITED` or `ACCOUNT_EXPIRED`.
+    pub outcome: String,
+}
+
+/// What the refresh answered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshReply {
+    /// 201 (a job) or 200 (nothing triggered).
+    pub status: u16,
+    /// The job, on a 201.
+    pub job_id: Option<String>,
+    /// Per account.
+    pub accounts: Vec<AccountOutcome>,
+    /// On a 200: when a refresh would trigger next.
+    #[serde(with = "ts_milliseconds_option")]
+    pub next_refresh_available_at: Option<DateTime<Utc>>,
+    /// A refusal the user can act on (marketplace user, partner not enrolled).
+    pub refused: Option<String>,
+}
+
+/// Where one account of a job is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemProgress {
+    /// The account.
+    pub account_id: String,
+    /// `QUEUED`, `RUNNING`, `SUCCEEDED`, `FAILED`.
+    pub state: String,
+    /// New transactions, once succeeded.
+    pub new_transactions: Option<i64>,
+    /// Why it failed.
+    pub error_code: Option<String>,
+    /// The account's `lastTransactionRefreshDate` now.
+    #[serde(with = "ts_milliseconds_option")]
+    pub last_refresh: Option<DateTime<Utc>>,
+    /// Transactions stored for the account now.
+    pub transaction_count: i64,
+}
+
+/// Where a job is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobProgress {
+    /// The job.
+    pub job_id: String,
+    /// Its status.
+    pub status: String,
+    /// Its accounts.
+    pub items: Vec<ItemProgress>,
+}
+
+/// One job of the jobs list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobListItem {
+    /// The job.
+    pub job_id: String,
+    /// Whose.
+    pub user_id: String,
+    /// `ON_DEMAND`, `SCHEDULED`, `INITIAL`.
+    pub kind: String,
+    /// Its status.
+    pub status: String,
+    /// When it was created.
+    #[serde(with = "ts_milliseconds")]
+    pub created_at: DateTime<Utc>,
+    /// When it ended.
+    #[serde(with = "ts_milliseconds_option")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Its accounts.
+    pub accounts: i64,
+    /// Those that ended.
+    pub done: i64,
+}
+
+/// A page of the jobs list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobsPage {
+    /// The jobs.
+    pub items: Vec<JobListItem>,
+    /// Whether a next page exists.
+    pub has_more: bool,
+}
+
+/// One account of a job, with timings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobItemView {
+    /// The account.
+    pub account_id: String,
+    /// Its state.
+    pub state: String,
+    /// Fetch attempts.
+    pub attempts: i64,
+    /// When a worker took it.
+    #[serde(with = "ts_milliseconds_option")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    #[serde(with = "ts_milliseconds_option")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// New transactions.
+    pub new_transactions: Option<i64>,
+    /// Why it failed.
+    pub error_code: Option<String>,
+}
+
+/// An event of a job and its webhook deliveries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobEventView {
+    /// The event.
+    pub event_id: String,
+    /// Its type.
+    pub event_type: String,
+    /// Its account.
+    pub account_id: String,
+    /// When it was committed.
+    #[serde(with = "ts_milliseconds")]
+    pub created_at: DateTime<Utc>,
+    /// (subscription, delivery status, attempts).
+    pub deliveries: Vec<(String, String, i64)>,
+}
+
+/// A job with everything about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobDetail {
+    /// The job.
+    pub job: JobListItem,
+    /// Its accounts.
+    pub items: Vec<JobItemView>,
+    /// Its events.
+    pub events: Vec<JobEventView>,
+}
+
+/// A webhook subscription.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionView {
+    /// Its id.
+    pub id: String,
+    /// Where deliveries go.
+    pub target_url: String,
+    /// What it receives.
+    pub event_types: Vec<String>,
+    /// `ACTIVE`, `PAUSED`, `DISABLED`.
+    pub status: String,
+    /// Why it was disabled.
+    pub disabled_reason: Option<String>,
+    /// When it was created.
+    #[serde(with = "ts_milliseconds")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// One attempt of the attempt log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptView {
+    /// The event.
+    pub event_id: String,
+    /// Its type.
+    pub event_type: String,
+    /// 1-based.
+    pub attempt: u32,
+    /// When.
+    #[serde(with = "ts_milliseconds")]
+    pub attempted_at: DateTime<Utc>,
+    /// `IN_PROGRESS`, `SUCCEEDED`, `FAILED`.
+    pub outcome: String,
+    /// The receiver's status.
+    pub status_code: Option<u16>,
+    /// Latency.
+    pub latency_ms: Option<u64>,
+    /// Why it failed.
+    pub error_kind: Option<String>,
+    /// The start of the answer.
+    pub response_excerpt: Option<String>,
+    /// When it is tried again.
+    #[serde(with = "ts_milliseconds_option")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The delivery's state now.
+    pub delivery_status: String,
+}
+
+/// One point of the delivery chart.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChartPoint {
+    /// When.
+    #[serde(with = "ts_milliseconds")]
+    pub at: DateTime<Utc>,
+    /// Latency, when the receiver answered.
+    pub latency_ms: Option<i64>,
+    /// Whether it succeeded.
+    pub succeeded: bool,
+}
+
+/// A subscription with its attempt log and the last 24 h of outcomes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionDetail {
+    /// The subscription.
+    pub subscription: SubscriptionView,
+    /// The newest attempts.
+    pub attempts: Vec<AttemptView>,
+    /// The last 24 hours.
+    pub chart: Vec<ChartPoint>,
+    /// The server's now.
+    #[serde(with = "ts_milliseconds")]
+    pub now: DateTime<Utc>,
+}
+
+/// An API key (never the key itself).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyView {
+    /// Its id.
+    pub id: String,
+    /// Its first characters.
+    pub prefix: String,
+    /// When it was created.
+    #[serde(with = "ts_milliseconds")]
+    pub created_at: DateTime<Utc>,
+    /// When it was revoked.
+    #[serde(with = "ts_milliseconds_option")]
+    pub revoked_at: Option<DateTime<Utc>>,
 }

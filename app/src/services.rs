@@ -1,9 +1,14 @@
 //! The portal's server functions, and the trait through which they reach the server.
-//! The server puts an `Arc<dyn PortalServices>` in Leptos context; the functions stay thin.
+//! The server puts an `Arc<dyn PortalServices>` in Leptos context, and the signed-in
+//! [`Viewer`] in each request's extensions (its session middleware); every function
+//! checks that there is one and passes it on, so every call is scoped to that partner.
 
 use leptos::prelude::*;
 
-use crate::model::UserAccounts;
+use crate::model::{
+    ApiKeyView, JobDetail, JobProgress, JobsPage, RefreshReply, SubscriptionDetail,
+    SubscriptionView, UserDetail, UsersPage, Viewer,
+};
 
 #[cfg(feature = "ssr")]
 pub use ssr::*;
@@ -12,37 +17,313 @@ pub use ssr::*;
 mod ssr {
     use std::sync::Arc;
 
-    use crate::model::UserAccounts;
+    use crate::model::{
+        ApiKeyView, JobDetail, JobProgress, JobsPage, RefreshReply, SubscriptionDetail,
+        SubscriptionView, UserDetail, UsersPage, Viewer,
+    };
 
     /// What the portal needs from the server. Implemented in `server/`, placed in context.
+    /// Every method acts for `viewer`'s partner only.
     #[async_trait::async_trait]
     pub trait PortalServices: Send + Sync + 'static {
-        /// The demo user shown on the preview page, read at the server's `now`.
-        async fn sample_user(&self) -> Result<UserAccounts, ServiceError>;
+        /// A page of users whose id or reference contains `query`.
+        async fn users(
+            &self,
+            viewer: &Viewer,
+            query: &str,
+            page: u32,
+        ) -> Result<UsersPage, ServiceError>;
+        /// One user with accounts, the server's clock and interval.
+        async fn user(&self, viewer: &Viewer, user_id: &str) -> Result<UserDetail, ServiceError>;
+        /// The on-demand refresh, exactly as `POST /v1/users/{userId}/accounts-refresh`.
+        async fn refresh(
+            &self,
+            viewer: &Viewer,
+            user_id: &str,
+        ) -> Result<RefreshReply, ServiceError>;
+        /// Where a job is.
+        async fn job_progress(
+            &self,
+            viewer: &Viewer,
+            job_id: &str,
+        ) -> Result<JobProgress, ServiceError>;
+        /// A page of jobs.
+        async fn jobs(
+            &self,
+            viewer: &Viewer,
+            page: u32,
+            user_id: &str,
+        ) -> Result<JobsPage, ServiceError>;
+        /// One job with its accounts, events and deliveries.
+        async fn job(&self, viewer: &Viewer, job_id: &str) -> Result<JobDetail, ServiceError>;
+        /// The webhook subscriptions.
+        async fn subscriptions(
+            &self,
+            viewer: &Viewer,
+        ) -> Result<Vec<SubscriptionView>, ServiceError>;
+        /// One subscription, its attempt log and its last 24 hours.
+        async fn subscription(
+            &self,
+            viewer: &Viewer,
+            id: &str,
+        ) -> Result<SubscriptionDetail, ServiceError>;
+        /// Subscribes; returns the id and the secret (shown once).
+        async fn create_subscription(
+            &self,
+            viewer: &Viewer,
+            target_url: &str,
+            event_types: Vec<String>,
+        ) -> Result<(String, String), ServiceError>;
+        /// `pause`, `resume`, `test`, `delete`, or `rotate` (which returns the new secret).
+        async fn subscription_action(
+            &self,
+            viewer: &Viewer,
+            id: &str,
+            action: &str,
+        ) -> Result<Option<String>, ServiceError>;
+        /// Sends one event again.
+        async fn redeliver(
+            &self,
+            viewer: &Viewer,
+            id: &str,
+            event_id: &str,
+        ) -> Result<(), ServiceError>;
+        /// Sends again every failed event of the last `hours`; how many.
+        async fn recover(&self, viewer: &Viewer, id: &str, hours: u32)
+        -> Result<u64, ServiceError>;
+        /// The API keys.
+        async fn api_keys(&self, viewer: &Viewer) -> Result<Vec<ApiKeyView>, ServiceError>;
+        /// A new API key (shown once).
+        async fn create_api_key(&self, viewer: &Viewer) -> Result<String, ServiceError>;
+        /// Revokes a key.
+        async fn revoke_api_key(&self, viewer: &Viewer, id: &str) -> Result<(), ServiceError>;
+        /// Sandbox: a new user with accounts in the states of `preset`; returns the user id.
+        async fn sandbox_user(&self, viewer: &Viewer, preset: &str)
+        -> Result<String, ServiceError>;
+        /// Sandbox: makes the bank misbehave (`none`, `server_error`, `rate_limited`, `timeout`, `consent_revoked`), optionally slow.
+        async fn sandbox_fault(
+            &self,
+            viewer: &Viewer,
+            kind: &str,
+            latency_ms: u32,
+        ) -> Result<(), ServiceError>;
+        /// Sandbox: moves the server's clock by `minutes` (from where it is).
+        async fn sandbox_shift_clock(
+            &self,
+            viewer: &Viewer,
+            minutes: i64,
+        ) -> Result<(), ServiceError>;
     }
 
     /// The services as the server provides them in context.
     pub type Services = Arc<dyn PortalServices>;
 
-    /// A failure on the server's side. Its message is logged by the server; the browser
-    /// only learns that the call failed and shows a friendly text.
+    /// A failure on the server's side.
     #[derive(Debug)]
-    pub struct ServiceError(pub String);
+    pub enum ServiceError {
+        /// Not there, or another partner's (the same to the caller).
+        NotFound,
+        /// The request was wrong; the text says how, for the person who made it.
+        Invalid(String),
+        /// Our fault; logged, never shown.
+        Internal(String),
+    }
 
     impl std::fmt::Display for ServiceError {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(&self.0)
+            match self {
+                Self::NotFound => f.write_str("not found"),
+                Self::Invalid(m) | Self::Internal(m) => f.write_str(m),
+            }
+        }
+    }
+
+    /// The services and the signed-in user of this request.
+    pub fn caller() -> Result<(Services, Viewer), leptos::prelude::ServerFnError> {
+        use leptos::prelude::*;
+        let services = use_context::<Services>()
+            .ok_or_else(|| ServerFnError::new("portal services missing"))?;
+        let viewer = use_context::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Viewer>().cloned())
+            .ok_or_else(|| ServerFnError::new(super::NOT_SIGNED_IN))?;
+        Ok((services, viewer))
+    }
+
+    /// What the browser is told for each kind of failure.
+    pub fn to_client(e: ServiceError) -> leptos::prelude::ServerFnError {
+        match e {
+            ServiceError::NotFound => leptos::prelude::ServerFnError::new(super::NOT_FOUND),
+            ServiceError::Invalid(m) => leptos::prelude::ServerFnError::new(m),
+            ServiceError::Internal(m) => {
+                leptos::logging::error!("portal: {m}");
+                leptos::prelude::ServerFnError::new(
+                    "Something went wrong on our side. Try again in a moment.",
+                )
+            }
         }
     }
 }
 
-/// Loads the demo user with the server's clock and interval.
+/// The error text of a missing (or another partner's) resource.
+pub const NOT_FOUND: &str = "not found";
+/// The error text of a call without a session.
+pub const NOT_SIGNED_IN: &str = "Your session has ended. Sign in again.";
+
+/// The signed-in user of the current request (server side; `None` in the browser).
+pub fn viewer() -> Option<Viewer> {
+    #[cfg(feature = "ssr")]
+    {
+        use_context::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Viewer>().cloned())
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        None
+    }
+}
+
+/// The message of a failed server call, fit to show.
+pub fn message(e: &ServerFnError) -> String {
+    match e {
+        ServerFnError::ServerError(m) => m.clone(),
+        _ => "The server could not be reached. Check your connection and try again.".to_owned(),
+    }
+}
+
+/// A page of users.
 #[server]
-pub async fn sample_user() -> Result<UserAccounts, ServerFnError> {
-    let services =
-        use_context::<Services>().ok_or_else(|| ServerFnError::new("portal services missing"))?;
-    services.sample_user().await.map_err(|e| {
-        leptos::logging::error!("sample_user failed: {e}");
-        ServerFnError::new("could not load the user")
-    })
+pub async fn get_users(query: String, page: u32) -> Result<UsersPage, ServerFnError> {
+    let (s, v) = caller()?;
+    s.users(&v, &query, page).await.map_err(to_client)
+}
+
+/// One user.
+#[server]
+pub async fn get_user(user_id: String) -> Result<UserDetail, ServerFnError> {
+    let (s, v) = caller()?;
+    s.user(&v, &user_id).await.map_err(to_client)
+}
+
+/// Refreshes a user's accounts.
+#[server]
+pub async fn refresh_user(user_id: String) -> Result<RefreshReply, ServerFnError> {
+    let (s, v) = caller()?;
+    s.refresh(&v, &user_id).await.map_err(to_client)
+}
+
+/// Where a job is.
+#[server]
+pub async fn get_job_progress(job_id: String) -> Result<JobProgress, ServerFnError> {
+    let (s, v) = caller()?;
+    s.job_progress(&v, &job_id).await.map_err(to_client)
+}
+
+/// A page of jobs; of one user when `user_id` is not empty.
+#[server]
+pub async fn get_jobs(page: u32, user_id: String) -> Result<JobsPage, ServerFnError> {
+    let (s, v) = caller()?;
+    s.jobs(&v, page, &user_id).await.map_err(to_client)
+}
+
+/// One job.
+#[server]
+pub async fn get_job(job_id: String) -> Result<JobDetail, ServerFnError> {
+    let (s, v) = caller()?;
+    s.job(&v, &job_id).await.map_err(to_client)
+}
+
+/// The webhook subscriptions.
+#[server]
+pub async fn subscriptions() -> Result<Vec<SubscriptionView>, ServerFnError> {
+    let (s, v) = caller()?;
+    s.subscriptions(&v).await.map_err(to_client)
+}
+
+/// One subscription.
+#[server]
+pub async fn get_subscription(id: String) -> Result<SubscriptionDetail, ServerFnError> {
+    let (s, v) = caller()?;
+    s.subscription(&v, &id).await.map_err(to_client)
+}
+
+/// Subscribes a URL; returns (id, secret).
+#[server]
+pub async fn create_subscription(
+    target_url: String,
+    event_types: Vec<String>,
+) -> Result<(String, String), ServerFnError> {
+    let (s, v) = caller()?;
+    s.create_subscription(&v, &target_url, event_types)
+        .await
+        .map_err(to_client)
+}
+
+/// Pause, resume, test, delete, or rotate (→ the new secret).
+#[server]
+pub async fn subscription_action(
+    id: String,
+    action: String,
+) -> Result<Option<String>, ServerFnError> {
+    let (s, v) = caller()?;
+    s.subscription_action(&v, &id, &action)
+        .await
+        .map_err(to_client)
+}
+
+/// Sends one event again.
+#[server]
+pub async fn redeliver(id: String, event_id: String) -> Result<(), ServerFnError> {
+    let (s, v) = caller()?;
+    s.redeliver(&v, &id, &event_id).await.map_err(to_client)
+}
+
+/// Sends again every failed event of the last `hours`.
+#[server]
+pub async fn recover(id: String, hours: u32) -> Result<u64, ServerFnError> {
+    let (s, v) = caller()?;
+    s.recover(&v, &id, hours).await.map_err(to_client)
+}
+
+/// The API keys.
+#[server]
+pub async fn api_keys() -> Result<Vec<ApiKeyView>, ServerFnError> {
+    let (s, v) = caller()?;
+    s.api_keys(&v).await.map_err(to_client)
+}
+
+/// A new API key, shown once.
+#[server]
+pub async fn create_api_key() -> Result<String, ServerFnError> {
+    let (s, v) = caller()?;
+    s.create_api_key(&v).await.map_err(to_client)
+}
+
+/// Revokes a key.
+#[server]
+pub async fn revoke_api_key(id: String) -> Result<(), ServerFnError> {
+    let (s, v) = caller()?;
+    s.revoke_api_key(&v, &id).await.map_err(to_client)
+}
+
+/// Sandbox: a new user in a preset state.
+#[server]
+pub async fn sandbox_user(preset: String) -> Result<String, ServerFnError> {
+    let (s, v) = caller()?;
+    s.sandbox_user(&v, &preset).await.map_err(to_client)
+}
+
+/// Sandbox: bank faults.
+#[server]
+pub async fn sandbox_fault(kind: String, latency_ms: u32) -> Result<(), ServerFnError> {
+    let (s, v) = caller()?;
+    s.sandbox_fault(&v, &kind, latency_ms)
+        .await
+        .map_err(to_client)
+}
+
+/// Sandbox: shift the clock.
+#[server]
+pub async fn sandbox_shift_clock(minutes: i64) -> Result<(), ServerFnError> {
+    let (s, v) = caller()?;
+    s.sandbox_shift_clock(&v, minutes).await.map_err(to_client)
 }

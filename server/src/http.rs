@@ -6,13 +6,15 @@ use app::services::Services;
 use app::{App, shell};
 use axum::Router;
 use axum::extract::FromRef;
-use axum::routing::get;
+use axum::routing::{get, post};
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::services::ServeDir;
 
 use crate::api::{self, Api, ApiError};
+use crate::portal::StorePortal;
+use crate::portal::session::{self, SignInLimiter};
 
 /// Everything a request handler may need, built once at start-up.
 #[derive(Clone, FromRef)]
@@ -23,6 +25,8 @@ pub struct AppState {
     pub portal: Services,
     /// The partner API's services.
     pub api: Arc<Api>,
+    /// Failed portal sign-ins, per email.
+    pub sign_ins: Arc<SignInLimiter>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -34,6 +38,16 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
+    /// The state of a server: the API's services, and the portal's over them.
+    pub fn new(site_root: &std::path::Path, api: Arc<Api>) -> Self {
+        Self {
+            leptos: Self::leptos_options(site_root),
+            portal: Arc::new(StorePortal::new(Arc::clone(&api))),
+            api,
+            sign_ins: Arc::default(),
+        }
+    }
+
     /// Leptos options for the portal built into `site_root` (`pkg/freshet.js`, `pkg/freshet_bg.wasm`,
     /// `pkg/freshet.css`), set here rather than read from compile-time variables.
     pub fn leptos_options(site_root: &std::path::Path) -> LeptosOptions {
@@ -60,9 +74,8 @@ pub fn router(state: AppState) -> Router {
     let portal: Services = Arc::clone(&state.portal);
     let pkg_dir =
         std::path::Path::new(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .merge(api::routes::<AppState>(state.api.sandbox))
+    // Every page and server function sits behind the session gate.
+    let portal_pages = Router::new()
         .leptos_routes_with_context(
             &state,
             portal_routes(),
@@ -72,6 +85,21 @@ pub fn router(state: AppState) -> Router {
                 move || shell(options.clone())
             },
         )
+        .route("/portal/events", get(session::events))
+        .route("/auth/sign-out", post(session::sign_out))
+        .route(
+            "/auth/sign-in",
+            post(session::sign_in)
+                .with_state((Arc::clone(&state.api), Arc::clone(&state.sign_ins))),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.api),
+            session::gate,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(api::routes::<AppState>(state.api.sandbox))
+        .merge(portal_pages)
         .nest_service(
             "/pkg",
             ServeDir::new(pkg_dir)

@@ -1,4 +1,5 @@
 //! The `freshet` server: configuration, the HTTP router, and the services behind it.
+#![recursion_limit = "256"]
 
 pub mod api;
 pub mod bank;

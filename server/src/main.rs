@@ -9,7 +9,6 @@ use server::bank::http::HttpBank;
 use server::bank::sandbox::SandboxBank;
 use server::clock::Clock;
 use server::config::{Cli, Command, DatabaseArgs, PartnerCommand, PortalUserCommand, ServeArgs};
-use server::portal::SamplePortal;
 use server::store::Store;
 use server::webhooks::Deliverer;
 use server::worker::Worker;
@@ -106,7 +105,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         for (label, user_id) in &demo.users {
             println!("  user {user_id}  {label}");
         }
-        println!("  portal: http://{}/", args.bind);
+        println!(
+            "  portal: http://{}/  sign in as {} with password {} (shown once)",
+            args.bind, demo.portal_user.0, demo.portal_user.1
+        );
         println!(
             "  try: curl -s -X POST -H 'x-api-key: {}' http://{}/v1/users/{}/accounts-refresh",
             demo.partner.api_key, args.bind, demo.users[0].1
@@ -146,11 +148,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let api = Arc::new(api);
-    let state = AppState {
-        leptos: AppState::leptos_options(&args.site_root),
-        portal: Arc::new(SamplePortal::new(clock, policy)),
-        api,
-    };
+    let state = AppState::new(&args.site_root, api);
     if !args.site_root.join("pkg").join("freshet_bg.wasm").exists() {
         tracing::warn!(site_root = %args.site_root.display(), "no portal wasm found: pages will render but not hydrate (run scripts/run)");
     }

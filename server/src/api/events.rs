@@ -51,25 +51,42 @@ pub async fn stream(
     Caller(partner): Caller,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let after = match headers
+    let after = start_after(&api.store, partner.id, &headers).await?;
+    Ok(partner_stream(&api.store, partner.id, after))
+}
+
+/// Where a stream starts: after `Last-Event-ID` when given (400 when malformed), else now.
+pub(crate) async fn start_after(
+    store: &Store,
+    partner: Uuid,
+    headers: &HeaderMap,
+) -> Result<i64, ApiError> {
+    match headers
         .get("last-event-id")
         .map(|v| v.to_str().ok().and_then(|s| s.trim().parse::<i64>().ok()))
     {
-        Some(Some(seq)) => seq,
-        Some(None) => {
-            return Err(ApiError::BadRequest(
-                "INVALID_LAST_EVENT_ID",
-                "Last-Event-ID must be an id this stream sent".to_owned(),
-            ));
-        }
-        None => api.store.last_event_seq(partner.id).await?,
-    };
+        Some(Some(seq)) => Ok(seq),
+        Some(None) => Err(ApiError::BadRequest(
+            "INVALID_LAST_EVENT_ID",
+            "Last-Event-ID must be an id this stream sent".to_owned(),
+        )),
+        None => Ok(store.last_event_seq(partner).await?),
+    }
+}
+
+/// `partner`'s events after position `after`, as server-sent events, forever (the API's
+/// stream and the portal's are this one).
+pub(crate) fn partner_stream(
+    store: &Store,
+    partner: Uuid,
+    after: i64,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
     let cursor = Cursor {
-        store: api.store.clone(),
-        partner: partner.id,
+        store: store.clone(),
+        partner,
         after,
         pending: VecDeque::new(),
-        changes: api.store.watch_events(),
+        changes: store.watch_events(),
     };
     let events = futures_util::stream::unfold(cursor, |mut c| async move {
         loop {
@@ -94,5 +111,5 @@ pub async fn stream(
             }
         }
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

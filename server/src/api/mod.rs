@@ -2,7 +2,7 @@
 //! store and the refresh service. Contract: `shared/spec/api.md`.
 
 mod error;
-mod events;
+pub(crate) mod events;
 mod extract;
 pub mod openapi;
 mod problems;
@@ -10,7 +10,7 @@ mod refresh;
 mod sandbox;
 mod transactions;
 mod users;
-mod webhooks;
+pub(crate) mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

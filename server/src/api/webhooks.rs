@@ -6,7 +6,6 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
-use chrono::TimeDelta;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -21,9 +20,7 @@ use crate::store::webhooks::{AttemptCursor, SubscriptionChange};
 use crate::webhooks::model::{Attempt, EVENT_TYPES, Subscription, TEST_EVENT_TYPE, WithSecret};
 use crate::webhooks::signature::Secret;
 use crate::webhooks::target::TargetError;
-
-/// How long the secret before a rotation keeps signing.
-const ROTATION_OVERLAP: TimeDelta = TimeDelta::hours(24);
+use crate::webhooks::{ROTATION_OVERLAP, test_event_payload};
 
 /// The body of `POST /v1/webhooks/subscriptions`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -88,7 +85,7 @@ fn not_found() -> ApiError {
     )
 }
 
-fn event_types(types: Vec<String>) -> Result<Vec<String>, ApiError> {
+pub(crate) fn event_types(types: Vec<String>) -> Result<Vec<String>, ApiError> {
     if types.is_empty() {
         return Err(ApiError::BadRequest(
             "INVALID_EVENT_TYPE",
@@ -113,7 +110,7 @@ fn event_types(types: Vec<String>) -> Result<Vec<String>, ApiError> {
     Ok(unique)
 }
 
-async fn target(api: &Api, url: &str) -> Result<String, ApiError> {
+pub(crate) async fn target(api: &Api, url: &str) -> Result<String, ApiError> {
     if url.len() > 2048 {
         return Err(ApiError::BadRequest(
             "INVALID_WEBHOOK_TARGET",
@@ -133,7 +130,7 @@ async fn target(api: &Api, url: &str) -> Result<String, ApiError> {
     }
 }
 
-fn new_secret() -> Result<Secret, ApiError> {
+pub(crate) fn new_secret() -> Result<Secret, ApiError> {
     Secret::generate().map_err(|e| ApiError::Internal(format!("randomness: {e}")))
 }
 
@@ -291,10 +288,7 @@ pub async fn test(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
     let event_id = Uuid::new_v4().to_string();
-    let payload = serde_json::json!({
-        "message": "A test event from freshet: your endpoint received and can verify it.",
-    })
-    .to_string();
+    let payload = test_event_payload();
     if !api
         .store
         .enqueue_test_event(

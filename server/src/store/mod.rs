@@ -9,6 +9,7 @@
 mod accounts;
 mod events;
 mod partners;
+mod portal;
 mod portal_users;
 pub mod refresh;
 mod transactions;
@@ -26,6 +27,7 @@ use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool, Transaction};
 pub use accounts::NewAccount;
 pub use events::StoredEvent;
 pub use partners::CreatedPartner;
+pub use portal::{ApiKeyRow, AttemptPoint, JobEventRow, JobItemRow, JobRow, SessionUser, UserRow};
 pub use portal_users::PortalUserError;
 pub use refresh::{LoadedUser, NewJob, StoredResponse};
 pub use transactions::{TransactionFilter, TransactionPage};

@@ -26,11 +26,11 @@ impl std::fmt::Debug for CreatedPartner {
     }
 }
 
-fn key_hash(key: &str) -> Vec<u8> {
+pub(super) fn key_hash(key: &str) -> Vec<u8> {
     Sha256::digest(key.as_bytes()).to_vec()
 }
 
-fn new_key() -> Result<String, StoreError> {
+pub(super) fn new_key() -> Result<String, StoreError> {
     let mut bytes = [0_u8; 24];
     getrandom::fill(&mut bytes).map_err(|e| StoreError::Random(e.to_string()))?;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -87,6 +87,20 @@ impl Store {
                 name,
                 direct_enabled,
             })
+        }))
+    }
+
+    /// A partner by its id.
+    pub async fn partner_by_id(&self, id: Uuid) -> Result<Option<Partner>, StoreError> {
+        let row: Option<(String, bool)> =
+            sqlx::query_as("SELECT name, direct_enabled FROM partners WHERE id = ?1")
+                .bind(id.to_string())
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(row.map(|(name, direct_enabled)| Partner {
+            id,
+            name,
+            direct_enabled,
         }))
     }
 

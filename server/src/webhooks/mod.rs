@@ -12,3 +12,14 @@ pub mod target;
 
 pub use deliver::{Deliverer, DeliveryConfig};
 pub use target::TargetPolicy;
+
+/// How long the secret before a rotation keeps signing.
+pub const ROTATION_OVERLAP: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// The payload of a test event.
+pub fn test_event_payload() -> String {
+    serde_json::json!({
+        "message": "A test event from freshet: your endpoint received and can verify it.",
+    })
+    .to_string()
+}

@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use server::api::Api;
 use server::bank::sandbox::SandboxBank;
 use server::clock::Clock;
-use server::portal::SamplePortal;
 use server::store::Store;
 use server::webhooks::{Deliverer, DeliveryConfig, TargetPolicy};
 use server::{AppState, router};
@@ -97,11 +96,7 @@ impl TestApp {
                 .with_sandbox_bank(Arc::clone(&bank))
                 .with_webhook_targets(targets.clone()),
         );
-        let state = AppState {
-            leptos: AppState::leptos_options(std::path::Path::new("target/site")),
-            portal: Arc::new(SamplePortal::new(Arc::clone(&clock), policy)),
-            api,
-        };
+        let state = AppState::new(std::path::Path::new("target/site"), api);
         let db = sqlx::SqlitePool::connect(&url).await.unwrap();
         Self {
             router: router(state),

@@ -1,0 +1,581 @@
+//! A user's page: the accounts, what a refresh would do right now, the refresh button, and
+//! each triggered account's fetch followed live to its end.
+//!
+//! The preview is `freshet_rules::preview`, the server's own decision, running in the
+//! browser's wasm on the data the server decides on, re-evaluated four times a second on
+//! the server's timeline (the browser keeps the skew it saw at load), so the countdown
+//! flips to "ready" on time and the preview never disagrees with the server because of a
+//! wrong laptop clock or a shifted sandbox clock.
+
+use chrono::{DateTime, Utc};
+use freshet_rules::{AccountState, RefreshPolicy, SkipReason, Status, Verdict, format_countdown};
+use leptos::prelude::*;
+use leptos_router::hooks::use_params_map;
+
+use super::{LoadError, Loading};
+use crate::clock::current_time;
+use crate::format::{exact, relative};
+use crate::model::{ItemProgress, JobProgress, PortalAccount, RefreshReply, UserDetail};
+use crate::services::{get_user, message, refresh_user};
+
+/// `/users/{id}`.
+#[component]
+pub fn UserPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.with(|p| p.get("id").unwrap_or_default());
+    let user = Resource::new(id, get_user);
+    view! {
+        <Suspense fallback=|| view! { <Loading what="the user's accounts" /> }>
+            {move || Suspend::new(async move {
+                match user.await {
+                    Ok(user) => view! { <UserLive user /> }.into_any(),
+                    Err(e) => view! { <LoadError error=e what="user" /> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+/// What the page shows of one evaluation; owned, so it can live in a `Memo`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PreviewView {
+    status: Status,
+    summary: String,
+    countdown: Option<u64>,
+    /// In the order of the page's rows.
+    verdicts: Vec<(Verdict, Option<DateTime<Utc>>)>,
+}
+
+fn evaluate_rows(
+    accounts: &[PortalAccount],
+    now: DateTime<Utc>,
+    policy: &RefreshPolicy,
+) -> PreviewView {
+    let states: Vec<AccountState> = accounts.iter().map(PortalAccount::rules_state).collect();
+    let preview = freshet_rules::preview(&states, now, policy);
+    let verdicts = accounts
+        .iter()
+        .map(|a| {
+            preview
+                .decision
+                .accounts
+                .iter()
+                .find(|d| d.account_id == a.account_id)
+                .map_or((Verdict::Skipped(SkipReason::AccountExpired), None), |d| {
+                    (d.verdict, d.next_eligible_at)
+                })
+        })
+        .collect();
+    PreviewView {
+        status: preview.decision.status,
+        summary: preview.summary,
+        countdown: preview.seconds_until_next_refresh,
+        verdicts,
+    }
+}
+
+fn outcome_code(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Triggered => "TRIGGERED",
+        Verdict::Skipped(SkipReason::RateLimited) => "RATE_LIMITED",
+        Verdict::Skipped(SkipReason::AccountExpired) => "ACCOUNT_EXPIRED",
+    }
+}
+
+/// Moves `now` on the server's timeline (browser clock + the skew seen at load), four
+/// times a second; the page re-renders only what changed.
+fn tick(now: RwSignal<DateTime<Utc>>) {
+    let skew = now.get_untracked() - current_time();
+    Effect::new(move |_| {
+        now.set(current_time() + skew);
+        if let Ok(handle) = set_interval_with_handle(
+            move || now.set(current_time() + skew),
+            std::time::Duration::from_millis(250),
+        ) {
+            on_cleanup(move || handle.clear());
+        }
+    });
+}
+
+fn is_terminal(state: &str) -> bool {
+    matches!(state, "SUCCEEDED" | "FAILED" | "PARTIALLY_FAILED")
+}
+
+/// Puts a job's news into the rows: item states, and the accounts' new refresh dates.
+#[cfg(feature = "hydrate")]
+fn apply(
+    progress: JobProgress,
+    job: RwSignal<Option<JobProgress>>,
+    accounts: RwSignal<Vec<PortalAccount>>,
+) {
+    accounts.update(|list| {
+        for item in &progress.items {
+            if let Some(a) = list.iter_mut().find(|a| a.account_id == item.account_id) {
+                if is_terminal(&item.state) {
+                    a.in_flight_since = None;
+                }
+                a.last_transaction_refresh_date = item.last_refresh;
+                a.transaction_count = item.transaction_count;
+            }
+        }
+    });
+    job.set(Some(progress));
+}
+
+/// Follows a job until it ends: every event of the partner's stream that names it, and a
+/// once-a-second look for the QUEUED → RUNNING step (which has no event), fetch its state.
+#[cfg(feature = "hydrate")]
+fn follow(
+    job_id: String,
+    job: RwSignal<Option<JobProgress>>,
+    accounts: RwSignal<Vec<PortalAccount>>,
+) {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen::closure::Closure;
+
+    use crate::services::get_job_progress;
+
+    let done = Rc::new(Cell::new(false));
+    let fetch = {
+        let (done, job_id) = (Rc::clone(&done), job_id.clone());
+        Rc::new(move || {
+            if done.get() {
+                return;
+            }
+            let (done, job_id) = (Rc::clone(&done), job_id.clone());
+            leptos::task::spawn_local(async move {
+                if let Ok(progress) = get_job_progress(job_id).await {
+                    if is_terminal(&progress.status) {
+                        done.set(true);
+                    }
+                    apply(progress, job, accounts);
+                }
+            });
+        })
+    };
+    let source = web_sys::EventSource::new("/portal/events").ok();
+    if let Some(source) = &source {
+        let (fetch, job_id) = (Rc::clone(&fetch), job_id.clone());
+        let on_event =
+            Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
+                if e.data().as_string().is_some_and(|d| d.contains(&job_id)) {
+                    fetch();
+                }
+            });
+        for event_type in [
+            "v1.account_transactions.on_demand_refresh.succeeded",
+            "v1.account_transactions.on_demand_refresh.failed",
+        ] {
+            let _ = source
+                .add_event_listener_with_callback(event_type, on_event.as_ref().unchecked_ref());
+        }
+        // Lives as long as the page; the stream is closed when the job ends.
+        on_event.forget();
+    }
+    let handle: Rc<Cell<Option<leptos::prelude::IntervalHandle>>> = Rc::new(Cell::new(None));
+    let interval = {
+        let handle = Rc::clone(&handle);
+        set_interval_with_handle(
+            move || {
+                if done.get() {
+                    if let Some(source) = &source {
+                        source.close();
+                    }
+                    if let Some(h) = handle.take() {
+                        h.clear();
+                    }
+                } else {
+                    fetch();
+                }
+            },
+            std::time::Duration::from_millis(1000),
+        )
+    };
+    handle.set(interval.ok());
+}
+
+#[cfg(not(feature = "hydrate"))]
+fn follow(_: String, _: RwSignal<Option<JobProgress>>, _: RwSignal<Vec<PortalAccount>>) {}
+
+/// The interactive part of the page (an island). Its root carries `data-hydrated`, `true`
+/// once the wasm has taken it over (tests wait for it: a click before hydration is lost).
+#[island]
+fn UserLive(user: UserDetail) -> impl IntoView {
+    let hydrated = RwSignal::new(false);
+    let policy = RefreshPolicy::from_seconds(user.interval_seconds).unwrap_or_default();
+    let now = RwSignal::new(user.now);
+    let count = user.accounts.len();
+    let accounts = RwSignal::new(user.accounts);
+    let job = RwSignal::new(user.open_job);
+    let reply = RwSignal::new(None::<RefreshReply>);
+    let busy = RwSignal::new(false);
+    let failure = RwSignal::new(None::<String>);
+    tick(now);
+    // Effects run only in the browser, after hydration: follow a job already running.
+    Effect::new(move |_| {
+        hydrated.set(true);
+        if let Some(open) = job.get_untracked() {
+            follow(open.job_id, job, accounts);
+        }
+    });
+    let preview = Memo::new(move |_| accounts.with(|a| evaluate_rows(a, now.get(), &policy)));
+    let user_id = user.user_id.clone();
+    let refresh = move |_| {
+        let user_id = user_id.clone();
+        busy.set(true);
+        failure.set(None);
+        leptos::task::spawn_local(async move {
+            match refresh_user(user_id).await {
+                Ok(answer) => {
+                    if let Some(job_id) = answer.job_id.clone() {
+                        let at = now.get_untracked();
+                        let triggered: Vec<String> = answer
+                            .accounts
+                            .iter()
+                            .filter(|a| a.outcome == "TRIGGERED")
+                            .map(|a| a.account_id.clone())
+                            .collect();
+                        accounts.update(|list| {
+                            for a in list
+                                .iter_mut()
+                                .filter(|a| triggered.contains(&a.account_id))
+                            {
+                                a.in_flight_since = Some(at);
+                            }
+                        });
+                        job.set(Some(JobProgress {
+                            job_id: job_id.clone(),
+                            status: "QUEUED".to_owned(),
+                            items: triggered
+                                .into_iter()
+                                .map(|account_id| ItemProgress {
+                                    account_id,
+                                    state: "QUEUED".to_owned(),
+                                    new_transactions: None,
+                                    error_code: None,
+                                    last_refresh: None,
+                                    transaction_count: 0,
+                                })
+                                .collect(),
+                        }));
+                        follow(job_id, job, accounts);
+                    }
+                    reply.set(Some(answer));
+                }
+                Err(e) => failure.set(Some(message(&e))),
+            }
+            busy.set(false);
+        });
+    };
+    let marketplace = user.source == "MARKETPLACE";
+    let rows = (0..count)
+        .map(|i| view! { <AccountRow i accounts now preview reply job /> })
+        .collect_view();
+
+    view! {
+        <section
+            class="panel"
+            aria-labelledby="user-heading"
+            data-testid="user-page"
+            data-hydrated=move || if hydrated.get() { "true" } else { "false" }
+        >
+            <h1 id="user-heading">"User " <code data-testid="user-id">{user.user_id.clone()}</code></h1>
+            <p class="muted">
+                {user.source.to_lowercase()} " user"
+                {user.external_reference.map(|r| format!(" · your reference {r}"))}
+                " · refresh interval " {policy.interval().num_minutes()} " min · "
+                <a href=format!("/jobs?user={}", user.user_id)>"jobs"</a>
+            </p>
+            {if count == 0 {
+                view! { <p class="empty" data-testid="no-accounts">"This user has no connected accounts: a refresh would trigger nothing."</p> }.into_any()
+            } else {
+                view! { <PreviewSummary preview /> }.into_any()
+            }}
+            <div class="actions">
+                <button
+                    type="button"
+                    class="primary"
+                    data-testid="refresh"
+                    disabled=move || busy.get() || marketplace
+                    on:click=refresh
+                >
+                    {move || if busy.get() { "Refreshing…" } else { "Refresh now" }}
+                </button>
+                {marketplace.then(|| view! { <span class="muted">"Marketplace users are never refreshed on demand."</span> })}
+            </div>
+            <RefreshAnswer reply job failure />
+            {(count > 0).then(|| view! {
+                <div class="table-wrap">
+                    <table class="accounts">
+                        <caption class="visually-hidden">"Connected accounts, what a refresh would do, and how the last one went"</caption>
+                        <thead>
+                            <tr>
+                                <th scope="col">"Account"</th>
+                                <th scope="col">"Consent"</th>
+                                <th scope="col">"Last refresh"</th>
+                                <th scope="col">"Transactions"</th>
+                                <th scope="col">"If refreshed now"</th>
+                                <th scope="col">"Refresh"</th>
+                            </tr>
+                        </thead>
+                        <tbody>{rows}</tbody>
+                    </table>
+                </div>
+            })}
+        </section>
+    }
+    .into_any()
+}
+
+/// The server's answer, and the job's progress bar.
+#[component]
+fn RefreshAnswer(
+    reply: RwSignal<Option<RefreshReply>>,
+    job: RwSignal<Option<JobProgress>>,
+    failure: RwSignal<Option<String>>,
+) -> impl IntoView {
+    let answer = move || {
+        reply.get().map(|r| {
+            let triggered = r.accounts.iter().filter(|a| a.outcome == "TRIGGERED").count();
+            let text = match (&r.refused, r.status) {
+                (Some(why), _) => why.clone(),
+                (None, 201) => format!("Triggered {triggered} of {} accounts.", r.accounts.len()),
+                (None, _) if r.accounts.is_empty() => "Nothing to refresh: no connected accounts.".to_owned(),
+                (None, _) => match r.next_refresh_available_at {
+                    Some(at) => format!("Nothing triggered. Next refresh possible at {}.", exact(at)),
+                    None => "Nothing triggered: no account has a valid consent.".to_owned(),
+                },
+            };
+            view! { <p class="answer" role="status" data-testid="refresh-answer" data-status=r.status>{text}</p> }
+        })
+    };
+    let progress = move || {
+        job.get().map(|j| {
+            let total = j.items.len();
+            let done = j.items.iter().filter(|i| is_terminal(&i.state)).count();
+            view! {
+                <div class="progress" data-testid="job-progress" data-status=j.status.clone()>
+                    <label for="job-bar">
+                        "Job " <a href=format!("/jobs/{}", j.job_id)><code>{j.job_id.clone()}</code></a>
+                        ": " {done} " of " {total} " accounts done"
+                    </label>
+                    <progress id="job-bar" max=total value=done data-testid="progress-bar"></progress>
+                </div>
+            }
+        })
+    };
+    view! {
+        {move || failure.get().map(|f| view! { <p class="error" role="alert" data-testid="refresh-error">{f}</p> })}
+        {answer}
+        {progress}
+    }
+}
+
+#[component]
+fn PreviewSummary(preview: Memo<PreviewView>) -> impl IntoView {
+    let status = move || match preview.with(|p| p.status) {
+        Status::Triggered => "TRIGGERED",
+        Status::Skipped => "SKIPPED",
+    };
+    view! {
+        <div class="summary" data-testid="preview-summary" data-status=status>
+            // Screen readers hear the outcome when it changes, not the countdown every second.
+            <p class="visually-hidden" role="status">{move || match preview.with(|p| p.status) {
+                Status::Triggered => "A refresh now would trigger.",
+                Status::Skipped => "A refresh now would be skipped.",
+            }}</p>
+            <p class="summary-text" data-testid="preview-text">{move || preview.with(|p| p.summary.clone())}</p>
+            {move || {
+                preview.with(|p| p.countdown).map(|secs| view! {
+                    <p class="countdown" aria-label="Time until the next refresh is allowed">
+                        <time data-testid="countdown" data-seconds=secs>{format_countdown(secs)}</time>
+                        <span class="muted">" until ready"</span>
+                    </p>
+                })
+            }}
+        </div>
+    }
+}
+
+#[component]
+fn AccountRow(
+    i: usize,
+    accounts: RwSignal<Vec<PortalAccount>>,
+    now: RwSignal<DateTime<Utc>>,
+    preview: Memo<PreviewView>,
+    reply: RwSignal<Option<RefreshReply>>,
+    job: RwSignal<Option<JobProgress>>,
+) -> impl IntoView {
+    let account = move || accounts.with(|a| a.get(i).cloned());
+    let Some(first) = account() else {
+        return ().into_any();
+    };
+    let id = first.account_id.clone();
+    let consent = move || {
+        account().map(|a| {
+            let status = match a.consent_status {
+                freshet_rules::ConsentStatus::Active => "active",
+                freshet_rules::ConsentStatus::Expired => "expired",
+            };
+            (
+                status,
+                a.consent_expires_at
+                    .map(|at| format!("until {}", exact(at))),
+            )
+        })
+    };
+    let last = move || account().and_then(|a| a.last_transaction_refresh_date);
+    let verdict = move || preview.with(|p| p.verdicts.get(i).copied());
+    let outcome = move || verdict().map_or("ACCOUNT_EXPIRED", |(v, _)| outcome_code(v));
+    let outcome_text = move || match verdict() {
+        Some((Verdict::Triggered, _)) => "Triggered".to_owned(),
+        Some((Verdict::Skipped(SkipReason::RateLimited), Some(at))) => {
+            let secs = u64::try_from((at - now.get()).num_seconds()).unwrap_or(0);
+            format!(
+                "Skipped: rate-limited (eligible in {})",
+                format_countdown(secs)
+            )
+        }
+        Some((Verdict::Skipped(SkipReason::RateLimited), None)) => {
+            "Skipped: rate-limited (consent ends first)".to_owned()
+        }
+        _ => "Skipped: account expired".to_owned(),
+    };
+    let server_outcome = {
+        let id = id.clone();
+        move || {
+            reply.with(|r| {
+                r.as_ref().and_then(|r| {
+                    r.accounts
+                        .iter()
+                        .find(|a| a.account_id == id)
+                        .map(|a| a.outcome.clone())
+                })
+            })
+        }
+    };
+    let item = {
+        let id = id.clone();
+        move || {
+            job.with(|j| {
+                j.as_ref()
+                    .and_then(|j| j.items.iter().find(|it| it.account_id == id).cloned())
+            })
+        }
+    };
+    let live = move || {
+        let outcome = server_outcome();
+        match item() {
+            Some(it) => {
+                let text = match it.state.as_str() {
+                    "QUEUED" => "Queued".to_owned(),
+                    "RUNNING" => "Fetching…".to_owned(),
+                    "SUCCEEDED" => format!("Done: {} new transactions", it.new_transactions.unwrap_or(0)),
+                    _ => format!("Failed: {}", reason(it.error_code.as_deref())),
+                };
+                view! { <span class="badge" data-state=it.state.clone() data-testid=format!("live-{i}")>{text}</span> }.into_any()
+            }
+            None => match outcome {
+                Some(o) => view! { <span class="badge" data-outcome=o.clone() data-testid=format!("server-outcome-{i}")>{o.replace('_', " ").to_lowercase()}</span> }.into_any(),
+                None => view! { <span class="muted">"—"</span> }.into_any(),
+            },
+        }
+    };
+    let server_code = {
+        let id = id.clone();
+        move || {
+            reply
+                .with(|r| {
+                    r.as_ref().and_then(|r| {
+                        r.accounts
+                            .iter()
+                            .find(|a| a.account_id == id)
+                            .map(|a| a.outcome.clone())
+                    })
+                })
+                .unwrap_or_default()
+        }
+    };
+    let label = first.label();
+    view! {
+        <tr data-testid=format!("account-row-{i}") data-account-id=id.clone() data-server-outcome=server_code>
+            <th scope="row">
+                <span class="provider">{label}</span>
+                <code class="account-id">{id.clone()}</code>
+            </th>
+            <td>
+                {move || consent().map(|(s, until)| view! { <span data-testid=format!("consent-{i}")>{s}</span> <small class="muted">{until}</small> })}
+            </td>
+            <td>
+                <span
+                    title=move || last().map(exact).unwrap_or_default()
+                    data-testid=format!("last-refresh-{i}")
+                >
+                    {move || last().map_or_else(|| "never".to_owned(), |at| relative(at, now.get()))}
+                </span>
+            </td>
+            <td data-testid=format!("transactions-{i}")>{move || account().map_or(0, |a| a.transaction_count)}</td>
+            <td>
+                <span class="badge" data-testid=format!("outcome-{i}") data-outcome=outcome>{outcome_text}</span>
+            </td>
+            <td>{live}</td>
+        </tr>
+    }
+    .into_any()
+}
+
+/// What a failed fetch's code means, in words.
+fn reason(code: Option<&str>) -> String {
+    match code {
+        Some("BANK_UNAVAILABLE") => "the bank is unavailable (BANK_UNAVAILABLE)".to_owned(),
+        Some("BANK_TIMEOUT") => "the bank did not answer in time (BANK_TIMEOUT)".to_owned(),
+        Some("BANK_RATE_LIMITED") => "the bank is rate-limiting us (BANK_RATE_LIMITED)".to_owned(),
+        Some("CONSENT_REVOKED") => "the user revoked the consent (CONSENT_REVOKED)".to_owned(),
+        Some(other) => other.to_owned(),
+        None => "unknown".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeDelta, TimeZone};
+
+    fn account(state: AccountState) -> PortalAccount {
+        PortalAccount {
+            account_id: state.account_id,
+            provider_name: "Bank".into(),
+            account_type: "CURRENT".into(),
+            consent_status: state.consent_status,
+            consent_expires_at: state.consent_expires_at,
+            last_transaction_refresh_date: state.last_transaction_refresh_date,
+            in_flight_since: state.in_flight_since,
+            transaction_count: 0,
+        }
+    }
+
+    #[test]
+    fn rows_keep_the_page_order_while_the_rules_sort_by_id() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap();
+        let rows = vec![
+            account(AccountState::active("z").refreshed_at(now - TimeDelta::minutes(5))),
+            account(AccountState::expired("a")),
+        ];
+        let view = evaluate_rows(&rows, now, &RefreshPolicy::default());
+        assert_eq!(view.status, Status::Skipped);
+        assert_eq!(
+            view.verdicts[0],
+            (
+                Verdict::Skipped(SkipReason::RateLimited),
+                Some(now + TimeDelta::minutes(15))
+            )
+        );
+        assert_eq!(
+            view.verdicts[1].0,
+            Verdict::Skipped(SkipReason::AccountExpired)
+        );
+        assert_eq!(view.countdown, Some(15 * 60));
+    }
+}

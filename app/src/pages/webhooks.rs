@@ -1,0 +1,316 @@
+//! Webhook subscriptions: the list with a form to subscribe (the secret is shown once), and
+//! a subscription's page — its controls, the attempt log with redelivery, recovery, and a
+//! chart of the last 24 hours' latency and outcomes.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use leptos::prelude::*;
+use leptos_router::hooks::use_params_map;
+
+use super::{LoadError, Loading, StatusBadge, Time};
+use crate::model::ChartPoint;
+use crate::services::{
+    create_subscription, get_subscription, message, recover, redeliver, subscription_action,
+    subscriptions,
+};
+
+/// The event types a subscription may ask for (the server checks them too).
+const EVENT_TYPES: [&str; 5] = [
+    "v1.account_transactions.on_demand_refresh.succeeded",
+    "v1.account_transactions.on_demand_refresh.failed",
+    "v1.account_transactions.user_initiated.succeeded",
+    "v1.account_transactions.scheduled_refresh.succeeded",
+    "v1.account_transactions.scheduled_refresh.failed",
+];
+
+/// `/webhooks`.
+#[component]
+pub fn WebhooksPage() -> impl IntoView {
+    let list = Resource::new(|| (), |()| subscriptions());
+    view! {
+        <section class="panel" aria-labelledby="webhooks-heading">
+            <h1 id="webhooks-heading">"Webhooks"</h1>
+            <Suspense fallback=|| view! { <Loading what="subscriptions" /> }>
+                {move || Suspend::new(async move {
+                    match list.await {
+                        Err(e) => view! { <LoadError error=e what="list of subscriptions" /> }.into_any(),
+                        Ok(subs) if subs.is_empty() => view! { <p class="empty">"No subscription yet: add one below."</p> }.into_any(),
+                        Ok(subs) => view! {
+                            <div class="table-wrap"><table class="grid" data-testid="subscriptions">
+                                <thead><tr><th scope="col">"Target"</th><th scope="col">"Events"</th><th scope="col">"Status"</th><th scope="col">"Created"</th></tr></thead>
+                                <tbody>
+                                    {subs.into_iter().map(|s| view! {
+                                        <tr>
+                                            <th scope="row"><a href=format!("/webhooks/{}", s.id)>{s.target_url}</a></th>
+                                            <td>{s.event_types.len()} " type(s)"</td>
+                                            <td><StatusBadge status=s.status /></td>
+                                            <td><Time at=s.created_at /></td>
+                                        </tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table></div>
+                        }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </section>
+        <section class="panel" aria-labelledby="subscribe-heading">
+            <h2 id="subscribe-heading">"Subscribe an endpoint"</h2>
+            <Subscribe />
+        </section>
+    }
+}
+
+/// The subscribe form (an island: it shows the secret, once, without a page load).
+#[island]
+fn Subscribe() -> impl IntoView {
+    let url = RwSignal::new(String::new());
+    let chosen = RwSignal::new(vec![EVENT_TYPES[0].to_owned(), EVENT_TYPES[1].to_owned()]);
+    let created = RwSignal::new(None::<(String, String)>);
+    let failure = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        busy.set(true);
+        failure.set(None);
+        leptos::task::spawn_local(async move {
+            match create_subscription(url.get_untracked(), chosen.get_untracked()).await {
+                Ok(done) => created.set(Some(done)),
+                Err(e) => failure.set(Some(message(&e))),
+            }
+            busy.set(false);
+        });
+    };
+    view! {
+        <form class="stack" on:submit=submit data-testid="subscribe-form" data-hydrated=move || hydrated.get().to_string()>
+            <label>
+                "Endpoint URL (https)"
+                <input type="url" required placeholder="https://hooks.example.com/freshet" data-testid="target-url"
+                    prop:value=move || url.get() on:input=move |ev| url.set(event_target_value(&ev)) />
+            </label>
+            <fieldset>
+                <legend>"Events"</legend>
+                {EVENT_TYPES.iter().map(|t| {
+                    let t = (*t).to_owned();
+                    let checked = { let t = t.clone(); move || chosen.with(|c| c.contains(&t)) };
+                    let toggle = { let t = t.clone(); move |ev| {
+                        let on = event_target_checked(&ev);
+                        chosen.update(|c| { c.retain(|x| *x != t); if on { c.push(t.clone()); } });
+                    } };
+                    view! { <label class="check"><input type="checkbox" prop:checked=checked on:change=toggle /> <code>{t}</code></label> }
+                }).collect_view()}
+            </fieldset>
+            <button type="submit" class="primary" disabled=move || busy.get() data-testid="subscribe">"Subscribe"</button>
+            {move || failure.get().map(|f| view! { <p class="error" role="alert" data-testid="subscribe-error">{f}</p> })}
+            {move || created.get().map(|(id, secret)| view! {
+                <div class="secret" role="status" data-testid="created-secret">
+                    <p>"Subscribed. Your signing secret — copy it now, it is not shown again:"</p>
+                    <p><code class="select-all" data-testid="secret">{secret}</code></p>
+                    <p><a href=format!("/webhooks/{id}") data-testid="open-subscription">"Open the subscription"</a></p>
+                </div>
+            })}
+        </form>
+    }
+}
+
+/// `/webhooks/{id}`.
+#[component]
+pub fn SubscriptionPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.with(|p| p.get("id").unwrap_or_default());
+    let detail = Resource::new(id, get_subscription);
+    view! {
+        <Suspense fallback=|| view! { <Loading what="the subscription" /> }>
+            {move || Suspend::new(async move {
+                match detail.await {
+                    Err(e) => view! { <LoadError error=e what="subscription" /> }.into_any(),
+                    Ok(d) => {
+                        let s = d.subscription;
+                        let id = s.id.clone();
+                        view! {
+                            <section class="panel" aria-labelledby="sub-heading" data-testid="subscription-page">
+                                <h1 id="sub-heading">"Subscription"</h1>
+                                <p><code data-testid="subscription-target">{s.target_url.clone()}</code> " " <StatusBadge status=s.status.clone() />
+                                    {s.disabled_reason.map(|r| view! { <span class="muted">" (the receiver answered 410 Gone: " {r.to_lowercase()} ")"</span> })}</p>
+                                <p class="muted">{s.event_types.join(", ")}</p>
+                                <Controls id=id.clone() status=s.status.clone() />
+                            </section>
+                            <section class="panel" aria-labelledby="chart-heading">
+                                <h2 id="chart-heading">"Last 24 hours"</h2>
+                                <Chart points=d.chart now=d.now />
+                            </section>
+                            <section class="panel" aria-labelledby="log-heading">
+                                <h2 id="log-heading">"Attempt log"</h2>
+                                {if d.attempts.is_empty() {
+                                    view! { <p class="empty">"No delivery yet. Send a test event, or refresh a user."</p> }.into_any()
+                                } else {
+                                    view! {
+                                        <div class="table-wrap"><table class="grid" data-testid="attempts">
+                                            <thead><tr><th scope="col">"Event"</th><th scope="col">"Attempt"</th><th scope="col">"When"</th>
+                                                <th scope="col">"Result"</th><th scope="col">"Latency"</th><th scope="col">"Next"</th><th scope="col"><span class="visually-hidden">"Actions"</span></th></tr></thead>
+                                            <tbody>
+                                                {d.attempts.into_iter().map(|a| {
+                                                    let result = match (a.status_code, a.error_kind.clone()) {
+                                                        (Some(code), _) => code.to_string(),
+                                                        (None, Some(kind)) => kind.replace('_', " ").to_lowercase(),
+                                                        (None, None) => "in progress".to_owned(),
+                                                    };
+                                                    let event_id = a.event_id.clone();
+                                                    view! {
+                                                        <tr data-testid="attempt" data-event-id=event_id data-outcome=a.outcome.clone()>
+                                                            <th scope="row"><code>{a.event_type}</code><code class="account-id">{a.event_id.clone()}</code></th>
+                                                            <td>{a.attempt}</td>
+                                                            <td><Time at=a.attempted_at /></td>
+                                                            <td><span class="badge" data-state=a.outcome.clone() data-testid="attempt-status" title=a.response_excerpt.unwrap_or_default()>{result}</span></td>
+                                                            <td>{a.latency_ms.map(|l| format!("{l} ms"))}</td>
+                                                            <td>{a.next_attempt_at.map(|at| view! { <Time at /> })}</td>
+                                                            <td><Redeliver id=id.clone() event_id=a.event_id /></td>
+                                                        </tr>
+                                                    }
+                                                }).collect_view()}
+                                            </tbody>
+                                        </table></div>
+                                    }.into_any()
+                                }}
+                            </section>
+                        }.into_any()
+                    }
+                }
+            })}
+        </Suspense>
+    }
+}
+
+/// Pause/resume, test, rotate (shows the new secret once), recover, delete.
+#[island]
+fn Controls(id: String, status: String) -> impl IntoView {
+    let secret = RwSignal::new(None::<String>);
+    let failure = RwSignal::new(None::<String>);
+    let note = RwSignal::new(None::<String>);
+    let hours = RwSignal::new(24_u32);
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
+    let act = {
+        let id = id.clone();
+        move |action: &'static str| {
+            let id = id.clone();
+            failure.set(None);
+            leptos::task::spawn_local(async move {
+                match subscription_action(id, action.to_owned()).await {
+                    Ok(Some(new_secret)) => secret.set(Some(new_secret)),
+                    Ok(None) if action == "delete" => reload_to("/webhooks"),
+                    Ok(None) => reload_to(""),
+                    Err(e) => failure.set(Some(message(&e))),
+                }
+            });
+        }
+    };
+    let paused = status != "ACTIVE";
+    let recover_click = {
+        let id = id.clone();
+        move |_| {
+            let id = id.clone();
+            leptos::task::spawn_local(async move {
+                match recover(id, hours.get_untracked()).await {
+                    Ok(n) => note.set(Some(format!("{n} failed deliveries queued again."))),
+                    Err(e) => failure.set(Some(message(&e))),
+                }
+            });
+        }
+    };
+    let (a1, a2, a3, a4) = (act.clone(), act.clone(), act.clone(), act);
+    view! {
+        <div class="actions" data-testid="controls" data-hydrated=move || hydrated.get().to_string()>
+            <button type="button" on:click=move |_| a1(if paused { "resume" } else { "pause" }) data-testid="toggle-pause">
+                {if paused { "Resume" } else { "Pause" }}
+            </button>
+            <button type="button" on:click=move |_| a2("test") data-testid="send-test">"Send a test event"</button>
+            <button type="button" on:click=move |_| a3("rotate") data-testid="rotate">"Rotate the secret"</button>
+            <label class="inline">"Recover failures of the last "
+                <input type="number" min="1" max="720" class="short" prop:value=move || hours.get().to_string()
+                    on:input=move |ev| hours.set(event_target_value(&ev).parse().unwrap_or(24)) />
+                " h "</label>
+            <button type="button" on:click=recover_click data-testid="recover">"Recover"</button>
+            <button type="button" class="danger" on:click=move |_| a4("delete") data-testid="delete">"Delete"</button>
+        </div>
+        {move || note.get().map(|n| view! { <p role="status" data-testid="control-note">{n}</p> })}
+        {move || failure.get().map(|f| view! { <p class="error" role="alert">{f}</p> })}
+        {move || secret.get().map(|s| view! {
+            <div class="secret" role="status" data-testid="rotated-secret">
+                <p>"New signing secret — copy it now, it is not shown again. The old one keeps signing for 24 hours."</p>
+                <p><code class="select-all">{s}</code></p>
+            </div>
+        })}
+    }
+}
+
+/// One event's "Send again" button.
+#[island]
+fn Redeliver(id: String, event_id: String) -> impl IntoView {
+    let state = RwSignal::new("");
+    let click = move |_| {
+        let (id, event_id) = (id.clone(), event_id.clone());
+        state.set("sending");
+        leptos::task::spawn_local(async move {
+            state.set(if redeliver(id, event_id).await.is_ok() {
+                "queued"
+            } else {
+                "failed"
+            });
+        });
+    };
+    view! {
+        <button type="button" class="small" on:click=click data-testid="redeliver" data-state=move || state.get()>
+            {move || match state.get() { "queued" => "Queued", "sending" => "…", "failed" => "Could not queue", _ => "Send again" }}
+        </button>
+    }
+}
+
+/// Reloads the page (or goes to `path`), to show what an action changed.
+fn reload_to(path: &str) {
+    #[cfg(feature = "hydrate")]
+    {
+        let location = window().location();
+        let _ = if path.is_empty() {
+            location.reload()
+        } else {
+            location.set_href(path)
+        };
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = path;
+}
+
+/// Latency of each attempt over the last 24 h (dots: green succeeded, red failed; failures
+/// without an answer sit on the top edge), as a small inline SVG.
+#[component]
+fn Chart(points: Vec<ChartPoint>, now: DateTime<Utc>) -> impl IntoView {
+    const W: f64 = 600.0;
+    const H: f64 = 140.0;
+    let start = now - TimeDelta::hours(24);
+    let max = points
+        .iter()
+        .filter_map(|p| p.latency_ms)
+        .max()
+        .unwrap_or(100)
+        .max(10) as f64;
+    let ok = points.iter().filter(|p| p.succeeded).count();
+    let total = points.len();
+    let x =
+        move |at: DateTime<Utc>| ((at - start).num_seconds() as f64 / 86_400.0 * W).clamp(0.0, W);
+    let summary =
+        format!("{total} attempts in the last 24 hours, {ok} succeeded; slowest {max:.0} ms.");
+    view! {
+        <figure class="chart">
+            <svg viewBox=format!("0 0 {W} {H}") role="img" aria-label=summary.clone() preserveAspectRatio="none" data-testid="chart">
+                <line x1="0" y1=H x2=W y2=H class="axis" />
+                {points.into_iter().map(|p| {
+                    let y = p.latency_ms.map_or(4.0, |l| H - (l as f64 / max) * (H - 8.0));
+                    view! { <circle cx=x(p.at) cy=y r="3" class=if p.succeeded { "dot ok" } else { "dot bad" } /> }
+                }).collect_view()}
+            </svg>
+            <figcaption class="muted">{summary} " Time runs left to right over 24 h; height is latency."</figcaption>
+        </figure>
+    }
+}
