@@ -6,8 +6,13 @@ import { join } from "node:path";
 // FRESHET_E2E_BIN=../target/release/freshet checks the release build (wasm-opt'd) instead.
 const port = Number(process.env.FRESHET_E2E_PORT ?? 3100);
 const bin = process.env.FRESHET_E2E_BIN ?? "../target/debug/freshet";
+// Screenshots of the main pages land in test-results/ (artifacts, not committed).
 // A new database for every run, so that no earlier run's data (or schema) is seen.
-const db = `sqlite://${join(tmpdir(), `freshet-e2e-${Date.now()}.db`)}`;
+// Computed once in the runner and inherited by its workers (which load this file again).
+process.env.FRESHET_E2E_DB ??= `sqlite://${join(tmpdir(), `freshet-e2e-${Date.now()}.db`)}`;
+process.env.FRESHET_E2E_BIN ??= "../target/debug/freshet";
+process.env.FRESHET_E2E_PORT ??= String(port);
+const db = process.env.FRESHET_E2E_DB;
 
 export default defineConfig({
   testDir: "./tests",
@@ -29,7 +34,7 @@ export default defineConfig({
     },
   },
   webServer: {
-    command: `${bin} serve --bind 127.0.0.1:${port} --site-root ../target/site --database-url ${db} --sandbox`,
+    command: `${bin} serve --bind 127.0.0.1:${port} --site-root ../target/site --database-url ${db} --sandbox --insecure-webhook-targets`,
     url: `http://127.0.0.1:${port}/healthz`,
     reuseExistingServer: false,
     timeout: 30_000,

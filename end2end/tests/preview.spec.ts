@@ -1,68 +1,62 @@
 import { test, expect } from "@playwright/test";
-import { PreviewPage } from "./pages/preview-page";
+import { minutesAgo, newStaff, openUser, seedUser, signIn } from "./support";
 
-// The sample user (server/src/portal.rs): row 0 refreshed 25 min ago (stale), row 1 five
-// minutes ago (fresh), row 2 with expired consent. Interval: 20 minutes.
+// Each case: accounts as seeded, and what the server must then answer.
+const cases: { name: string; accounts: object[]; status: number }[] = [
+  { name: "stale", accounts: [{ lastTransactionRefreshDate: minutesAgo(45) }, { lastTransactionRefreshDate: minutesAgo(3) }], status: 201 },
+  { name: "fresh", accounts: [{ lastTransactionRefreshDate: minutesAgo(4) }, { lastTransactionRefreshDate: minutesAgo(9) }], status: 200 },
+  { name: "expired", accounts: [{ consentStatus: "EXPIRED", lastTransactionRefreshDate: minutesAgo(600) }], status: 200 },
+  {
+    name: "mixed",
+    accounts: [{ consentStatus: "EXPIRED" }, { lastTransactionRefreshDate: minutesAgo(2) }, {}],
+    status: 201,
+  },
+  { name: "none", accounts: [], status: 200 },
+];
 
-test("the server renders the accounts and their preview before any script runs", async ({ browser }) => {
-  const context = await browser.newContext({ javaScriptEnabled: false });
-  const page = await context.newPage();
-  await page.goto("/");
-  await expect(page.getByRole("table")).toContainText("Monzo");
-  await expect(page.getByTestId("preview-text")).toHaveText("Refresh will trigger 2 of 3 accounts.");
-  await expect(page.getByTestId("user-preview")).toHaveAttribute("data-hydrated", "false");
-  await context.close();
-});
+for (const c of cases) {
+  test(`the preview shows what the server then answers: ${c.name}`, async ({ page, request }) => {
+    const staff = newStaff();
+    const user = await seedUser(request, staff, c.accounts);
+    await signIn(page, staff);
+    await openUser(page, user);
 
-test("after hydration the wasm rules preview every edit at once, with no server round-trip", async ({ page }) => {
-  const preview = new PreviewPage(page);
-  await preview.open();
+    const rows = page.locator("tbody tr[data-account-id]");
+    await expect(rows).toHaveCount(c.accounts.length);
+    // What the wasm rules say, per account id, before anything is sent.
+    const preview = new Map<string, string>();
+    for (const row of await rows.all()) {
+      preview.set((await row.getAttribute("data-account-id"))!, (await row.getByTestId(/^outcome-/).getAttribute("data-outcome"))!);
+    }
+    const previewStatus = c.accounts.length ? await page.getByTestId("preview-summary").getAttribute("data-status") : "SKIPPED";
+    if (c.name === "mixed") await page.screenshot({ path: test.info().outputPath("user-preview.png"), fullPage: true });
 
-  // As served: the stale account pulls the fresh one along; the expired one is skipped.
-  await expect(preview.summary).toHaveAttribute("data-status", "TRIGGERED");
-  await expect(preview.text).toHaveText("Refresh will trigger 2 of 3 accounts.");
-  await expect(preview.outcome(0)).toHaveAttribute("data-outcome", "TRIGGERED");
-  await expect(preview.outcome(1)).toHaveAttribute("data-outcome", "TRIGGERED");
-  await expect(preview.outcome(2)).toHaveAttribute("data-outcome", "ACCOUNT_EXPIRED");
+    await page.getByTestId("refresh").click();
+    const answer = page.getByTestId("refresh-answer");
+    await expect(answer).toHaveAttribute("data-status", String(c.status));
+    expect(previewStatus).toBe(c.status === 201 ? "TRIGGERED" : "SKIPPED");
+    for (const row of await rows.all()) {
+      const id = (await row.getAttribute("data-account-id"))!;
+      await expect(row).toHaveAttribute("data-server-outcome", preview.get(id)!);
+    }
+    if (c.name === "none") await expect(answer).toHaveText("Nothing to refresh: no connected accounts.");
+  });
+}
 
-  // From here on, any request to the server would mean the preview is not computed locally.
-  const requests: string[] = [];
-  page.on("request", (r) => requests.push(r.url()));
-
-  // Make the stale account fresh: everything eligible is now rate-limited, with a countdown
-  // to the earliest moment (row 0: 3 min ago -> 17 min left; row 1: 5 min ago -> 15 min left).
-  await preview.setMinutesAgo(0, 3);
-  await expect(preview.summary).toHaveAttribute("data-status", "SKIPPED");
-  await expect(preview.outcome(0)).toHaveAttribute("data-outcome", "RATE_LIMITED");
-  await expect(preview.outcome(1)).toHaveAttribute("data-outcome", "RATE_LIMITED");
-  await expect(preview.text).toContainText("Rate-limited: next refresh possible in 1");
-  const first = Number(await preview.countdown.getAttribute("data-seconds"));
-  expect(first).toBeGreaterThan(14 * 60);
-  expect(first).toBeLessThanOrEqual(15 * 60);
-
-  // The countdown ticks each second on its own.
-  await expect.poll(async () => Number(await preview.countdown.getAttribute("data-seconds"))).toBeLessThan(first);
-
-  // Expire the fresh account's consent: row 0 alone holds the limit now (17 min).
-  await preview.setConsent(1, "EXPIRED");
-  await expect(preview.outcome(1)).toHaveAttribute("data-outcome", "ACCOUNT_EXPIRED");
-  await expect(preview.countdown).toHaveText(/^1[67]:\d\d$/);
-
-  // A never-refreshed account is stale: everything eligible triggers again.
-  await preview.setMinutesAgo(0, "");
-  await expect(preview.outcome(0)).toHaveAttribute("data-outcome", "TRIGGERED");
-  await expect(preview.text).toHaveText("Refresh will trigger 1 of 3 accounts.");
-  await expect(preview.countdown).toHaveCount(0);
-
-  // A refresh in flight counts as refreshed when it was triggered: rate-limited for 20 min.
-  await preview.setInFlight(0, true);
-  await expect(preview.outcome(0)).toHaveAttribute("data-outcome", "RATE_LIMITED");
-  await expect(preview.countdown).toHaveText(/^(20:00|19:5\d)$/);
-
-  // Exactly the interval ago is stale (worked example 5).
-  await preview.setInFlight(0, false);
-  await preview.setMinutesAgo(0, 20);
-  await expect(preview.outcome(0)).toHaveAttribute("data-outcome", "TRIGGERED");
-
-  expect(requests).toEqual([]);
+test("the countdown reaches zero and the preview flips to TRIGGERED on time", async ({ page, request }) => {
+  const staff = newStaff();
+  // Refreshed 19 min 52 s ago: rate-limited for another 8 seconds.
+  const user = await seedUser(request, staff, [{ lastTransactionRefreshDate: new Date(Date.now() - (20 * 60 - 8) * 1000).toISOString() }]);
+  await signIn(page, staff);
+  await openUser(page, user);
+  const summary = page.getByTestId("preview-summary");
+  await expect(summary).toHaveAttribute("data-status", "SKIPPED");
+  const first = Number(await page.getByTestId("countdown").getAttribute("data-seconds"));
+  expect(first).toBeGreaterThan(0);
+  expect(first).toBeLessThanOrEqual(8);
+  await expect(page.getByTestId("countdown")).not.toHaveAttribute("data-seconds", String(first), { timeout: 3_000 });
+  await expect(summary).toHaveAttribute("data-status", "TRIGGERED", { timeout: 12_000 });
+  await expect(page.getByTestId("outcome-0")).toHaveAttribute("data-outcome", "TRIGGERED");
+  await page.getByTestId("refresh").click();
+  await expect(page.getByTestId("refresh-answer")).toHaveAttribute("data-status", "201");
 });

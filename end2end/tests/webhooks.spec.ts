@@ -1,0 +1,56 @@
+import { test, expect } from "@playwright/test";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { newStaff, signIn } from "./support";
+
+let receiver: Server;
+const received: { id: string; body: string }[] = [];
+
+test.beforeAll(async () => {
+  receiver = createServer((req, res) => {
+    let body = "";
+    req.on("data", (chunk) => (body += chunk));
+    req.on("end", () => {
+      received.push({ id: String(req.headers["webhook-id"]), body });
+      res.writeHead(200, { "content-type": "text/plain" }).end("thanks");
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
+});
+
+test.afterAll(() => receiver.close());
+
+test("subscribe a local receiver, see a delivery with its status code, and redeliver it", async ({ page }) => {
+  const staff = newStaff();
+  const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`;
+  await signIn(page, staff);
+  await page.getByRole("link", { name: "Webhooks" }).click();
+  await expect(page.locator("[data-testid=subscribe-form][data-hydrated=true]")).toBeVisible();
+  await page.getByTestId("target-url").fill(url);
+  await page.getByTestId("subscribe").click();
+  await expect(page.getByTestId("secret")).toHaveText(/^whsec_/);
+  await page.screenshot({ path: test.info().outputPath("webhooks.png"), fullPage: true });
+  await page.getByTestId("open-subscription").click();
+  await expect(page.getByTestId("subscription-target")).toHaveText(url);
+
+  await expect(page.locator("[data-testid=controls][data-hydrated=true]")).toBeVisible();
+  await page.getByTestId("send-test").click();
+  // The page reloads after the action; the delivery shows once the attempt is logged.
+  const attempt = page.getByTestId("attempt");
+  await expect(async () => {
+    await page.reload();
+    await expect(attempt.getByTestId("attempt-status")).toHaveText("200", { timeout: 500 });
+  }).toPass({ timeout: 10_000 });
+  const eventId = (await attempt.getAttribute("data-event-id"))!;
+  expect(received.map((r) => r.id)).toContain(eventId);
+  await expect(page.getByTestId("chart")).toBeVisible();
+  await page.screenshot({ path: test.info().outputPath("subscription.png"), fullPage: true });
+
+  await attempt.getByTestId("redeliver").click();
+  await expect(attempt.getByTestId("redeliver")).toHaveAttribute("data-state", "queued");
+  await expect(async () => {
+    await page.reload();
+    await expect(page.getByTestId("attempt-status")).toHaveText(["200", "200"], { timeout: 500 });
+  }).toPass({ timeout: 10_000 });
+  expect(received.filter((r) => r.id === eventId)).toHaveLength(2);
+});
