@@ -71,6 +71,11 @@ build_site() {
     wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
       -o "$pkg/freshet_bg.wasm" "$pkg/freshet_bg.wasm"
   fi
+  # Content-addressed names, so that the server can let browsers cache them for a year.
+  local hash
+  hash=$(cat "$pkg/freshet.js" "$pkg/freshet_bg.wasm" | sha256sum | cut -c1-16)
+  mv "$pkg/freshet.js" "$pkg/freshet-$hash.js"
+  mv "$pkg/freshet_bg.wasm" "$pkg/freshet-${hash}_bg.wasm"
   cp "$ROOT/style/main.css" "$pkg/freshet.css"
   if [ "$mode" = release ]; then
     node "$ROOT/scripts/precompress.mjs" "$pkg"

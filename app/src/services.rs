@@ -258,30 +258,43 @@ pub async fn create_subscription(
         .map_err(to_client)
 }
 
-/// Pause, resume, test, delete, or rotate (→ the new secret).
+/// Pause, resume, test, delete, or rotate (→ the new secret). Posted by a plain form
+/// (all but rotate), it sends the browser back to the page, or to the list after a delete.
 #[server]
 pub async fn subscription_action(
     id: String,
     action: String,
 ) -> Result<Option<String>, ServerFnError> {
     let (s, v) = caller()?;
-    s.subscription_action(&v, &id, &action)
+    let secret = s
+        .subscription_action(&v, &id, &action)
         .await
-        .map_err(to_client)
+        .map_err(to_client)?;
+    match action.as_str() {
+        "delete" => leptos_axum::redirect("/webhooks"),
+        "rotate" => {}
+        done => leptos_axum::redirect(&format!("/webhooks/{id}?done={done}")),
+    }
+    Ok(secret)
 }
 
-/// Sends one event again.
+/// Sends one event again (a plain form; back to the subscription's page).
 #[server]
 pub async fn redeliver(id: String, event_id: String) -> Result<(), ServerFnError> {
     let (s, v) = caller()?;
-    s.redeliver(&v, &id, &event_id).await.map_err(to_client)
+    s.redeliver(&v, &id, &event_id).await.map_err(to_client)?;
+    leptos_axum::redirect(&format!("/webhooks/{id}?done=redeliver"));
+    Ok(())
 }
 
-/// Sends again every failed event of the last `hours`.
+/// Sends again every failed event of the last `hours` (a plain form; back to the page,
+/// which says how many).
 #[server]
 pub async fn recover(id: String, hours: u32) -> Result<u64, ServerFnError> {
     let (s, v) = caller()?;
-    s.recover(&v, &id, hours).await.map_err(to_client)
+    let n = s.recover(&v, &id, hours).await.map_err(to_client)?;
+    leptos_axum::redirect(&format!("/webhooks/{id}?done=recover&recovered={n}"));
+    Ok(n)
 }
 
 /// The API keys.
@@ -298,32 +311,42 @@ pub async fn create_api_key() -> Result<String, ServerFnError> {
     s.create_api_key(&v).await.map_err(to_client)
 }
 
-/// Revokes a key.
+/// Revokes a key (a plain form; back to the keys).
 #[server]
 pub async fn revoke_api_key(id: String) -> Result<(), ServerFnError> {
     let (s, v) = caller()?;
-    s.revoke_api_key(&v, &id).await.map_err(to_client)
+    s.revoke_api_key(&v, &id).await.map_err(to_client)?;
+    leptos_axum::redirect("/keys?done=revoked");
+    Ok(())
 }
 
-/// Sandbox: a new user in a preset state.
+/// Sandbox: a new user in a preset state (a plain form; on to the user's page).
 #[server]
 pub async fn sandbox_user(preset: String) -> Result<String, ServerFnError> {
     let (s, v) = caller()?;
-    s.sandbox_user(&v, &preset).await.map_err(to_client)
+    let id = s.sandbox_user(&v, &preset).await.map_err(to_client)?;
+    leptos_axum::redirect(&format!("/users/{id}"));
+    Ok(id)
 }
 
-/// Sandbox: bank faults.
+/// Sandbox: bank faults (a plain form; back to the sandbox).
 #[server]
 pub async fn sandbox_fault(kind: String, latency_ms: u32) -> Result<(), ServerFnError> {
     let (s, v) = caller()?;
     s.sandbox_fault(&v, &kind, latency_ms)
         .await
-        .map_err(to_client)
+        .map_err(to_client)?;
+    leptos_axum::redirect("/sandbox?done=fault");
+    Ok(())
 }
 
-/// Sandbox: shift the clock.
+/// Sandbox: shift the clock (a plain form; back to the sandbox).
 #[server]
 pub async fn sandbox_shift_clock(minutes: i64) -> Result<(), ServerFnError> {
     let (s, v) = caller()?;
-    s.sandbox_shift_clock(&v, minutes).await.map_err(to_client)
+    s.sandbox_shift_clock(&v, minutes)
+        .await
+        .map_err(to_client)?;
+    leptos_axum::redirect(&format!("/sandbox?done=clock&minutes={minutes}"));
+    Ok(())
 }

@@ -52,11 +52,51 @@ impl AppState {
     /// `pkg/freshet.css`), set here rather than read from compile-time variables.
     pub fn leptos_options(site_root: &std::path::Path) -> LeptosOptions {
         LeptosOptions::builder()
-            .output_name("freshet")
+            .output_name(bundle_name(site_root))
             .site_root(site_root.to_string_lossy().into_owned())
             .site_pkg_dir("pkg")
             .build()
     }
+}
+
+/// The name the build gave the portal's bundle: `freshet-<content hash>` (see
+/// `scripts/lib.sh`), or `freshet` when no hashed bundle is there.
+fn bundle_name(site_root: &std::path::Path) -> String {
+    std::fs::read_dir(site_root.join("pkg"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .find_map(|name| {
+            name.strip_suffix(".js")
+                .filter(|stem| stem.starts_with("freshet-"))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "freshet".to_owned())
+}
+
+/// Hashed bundle files never change: a year. Anything else (the stylesheet): revalidate.
+async fn cache_control(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let immutable = req
+        .uri()
+        .path()
+        .rsplit('/')
+        .next()
+        .is_some_and(|name| name.starts_with("freshet-"));
+    let mut response = next.run(req).await;
+    let value = if immutable {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static(value),
+    );
+    response
 }
 
 /// The portal's routes, generated once per process. Leptos numbers routes from a global
@@ -102,9 +142,13 @@ pub fn router(state: AppState) -> Router {
         .merge(portal_pages)
         .nest_service(
             "/pkg",
-            ServeDir::new(pkg_dir)
-                .precompressed_br()
-                .precompressed_gzip(),
+            Router::new()
+                .fallback_service(
+                    ServeDir::new(pkg_dir)
+                        .precompressed_br()
+                        .precompressed_gzip(),
+                )
+                .layer(axum::middleware::from_fn(cache_control)),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         // A panic is a bug; the client still gets a problem body, never a dropped connection.

@@ -149,7 +149,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let api = Arc::new(api);
     let state = AppState::new(&args.site_root, api);
-    if !args.site_root.join("pkg").join("freshet_bg.wasm").exists() {
+    if state.leptos.output_name.as_ref() == "freshet" {
         tracing::warn!(site_root = %args.site_root.display(), "no portal wasm found: pages will render but not hydrate (run scripts/run)");
     }
     let listener = tokio::net::TcpListener::bind(args.bind)

@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 
 use super::{LoadError, Loading, Time};
-use crate::services::{api_keys, create_api_key, message, revoke_api_key};
+use crate::services::{RevokeApiKey, api_keys, create_api_key, message};
 
 /// `/keys`.
 #[component]
@@ -69,28 +69,14 @@ fn NewKey() -> impl IntoView {
     }
 }
 
-#[island]
+/// Revokes a key: a plain form.
+#[component]
 fn Revoke(id: String) -> impl IntoView {
-    let state = RwSignal::new("active");
-    let click = move |_| {
-        let id = id.clone();
-        leptos::task::spawn_local(async move {
-            state.set(if revoke_api_key(id).await.is_ok() {
-                "revoked"
-            } else {
-                "failed"
-            });
-        });
-    };
+    let path = super::webhooks::action_path::<RevokeApiKey>();
     view! {
-        <span data-state=move || state.get()>
-            {move || match state.get() {
-                "revoked" => view! { <span>"revoked"</span> }.into_any(),
-                s => view! {
-                    <button type="button" class="small danger" on:click=click.clone() data-testid="revoke">"Revoke"</button>
-                    {(s == "failed").then(|| view! { <span class="error">" could not revoke"</span> })}
-                }.into_any(),
-            }}
-        </span>
+        <form method="post" action=path>
+            <input type="hidden" name="id" value=id />
+            <button type="submit" class="small danger" data-testid="revoke">"Revoke"</button>
+        </form>
     }
 }

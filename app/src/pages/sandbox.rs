@@ -3,7 +3,10 @@
 
 use leptos::prelude::*;
 
-use crate::services::{message, sandbox_fault, sandbox_shift_clock, sandbox_user};
+use leptos_router::hooks::use_query_map;
+
+use super::webhooks::action_path;
+use crate::services::{SandboxFault, SandboxShiftClock, SandboxUser};
 
 /// `/sandbox`.
 #[component]
@@ -33,82 +36,57 @@ const FAULTS: [(&str, &str); 5] = [
     ("consent_revoked", "Consent revoked"),
 ];
 
-#[island]
+/// Three plain forms posting to the sandbox's server functions (no wasm): creating a user
+/// goes on to its page; the others come back here and say what they did.
+#[component]
 fn SandboxPanel() -> impl IntoView {
-    let preset = RwSignal::new("mixed".to_owned());
-    let fault = RwSignal::new("none".to_owned());
-    let latency = RwSignal::new(0_u32);
-    let note = RwSignal::new(None::<(bool, String, Option<String>)>);
-    let hydrated = RwSignal::new(false);
-    Effect::new(move |_| hydrated.set(true));
-    let create = move |_| {
-        leptos::task::spawn_local(async move {
-            note.set(Some(match sandbox_user(preset.get_untracked()).await {
-                Ok(id) => (true, "User created: ".to_owned(), Some(id)),
-                Err(e) => (false, message(&e), None),
-            }));
-        });
-    };
-    let set_fault = move |_| {
-        leptos::task::spawn_local(async move {
-            note.set(Some(
-                match sandbox_fault(fault.get_untracked(), latency.get_untracked()).await {
-                    Ok(()) => (
-                        true,
-                        "The sandbox bank now behaves as chosen.".to_owned(),
-                        None,
-                    ),
-                    Err(e) => (false, message(&e), None),
-                },
-            ));
-        });
-    };
-    let shift = move |minutes: i64| {
-        leptos::task::spawn_local(async move {
-            note.set(
-                Some(match sandbox_shift_clock(minutes).await {
-                    Ok(()) => (
-                        true,
-                        format!("The server's clock moved {minutes} minutes forward."),
-                    ),
-                    Err(e) => (false, message(&e)),
-                })
-                .map(|(ok, text)| (ok, text, None)),
-            );
-        });
-    };
+    let query = use_query_map();
+    let note = query.with_untracked(|q| match q.get("done").as_deref() {
+        Some("fault") => Some("The sandbox bank now behaves as chosen.".to_owned()),
+        Some("clock") => Some(format!(
+            "The server's clock moved {} minutes forward.",
+            q.get("minutes").unwrap_or_default()
+        )),
+        _ => None,
+    });
+    let (user_path, fault_path, clock_path) = (
+        action_path::<SandboxUser>(),
+        action_path::<SandboxFault>(),
+        action_path::<SandboxShiftClock>(),
+    );
     view! {
-        <div class="stack" data-testid="sandbox" data-hydrated=move || hydrated.get().to_string()>
+        <div class="stack" data-testid="sandbox">
+            {note.map(|n| view! { <p role="status" class="notice" data-testid="sandbox-note">{n}</p> })}
             <h2>"A user with accounts"</h2>
-            <label>"Accounts "
-                <select data-testid="preset" prop:value=move || preset.get() on:change=move |ev| preset.set(event_target_value(&ev))>
-                    {PRESETS.iter().map(|(v, t)| view! { <option value=*v>{*t}</option> }).collect_view()}
-                </select>
-            </label>
-            <button type="button" class="primary" on:click=create data-testid="create-user">"Create the user"</button>
+            <form method="post" action=user_path class="stack">
+                <label>"Accounts "
+                    <select name="preset" data-testid="preset">
+                        {PRESETS.iter().map(|(v, t)| view! { <option value=*v selected=*v == "mixed">{*t}</option> }).collect_view()}
+                    </select>
+                </label>
+                <button type="submit" class="primary" data-testid="create-user">"Create the user"</button>
+            </form>
             <h2>"The bank"</h2>
-            <label>"Behaviour "
-                <select data-testid="fault" prop:value=move || fault.get() on:change=move |ev| fault.set(event_target_value(&ev))>
-                    {FAULTS.iter().map(|(v, t)| view! { <option value=*v>{*t}</option> }).collect_view()}
-                </select>
-            </label>
-            <label>"Extra latency (ms) "
-                <input type="number" min="0" max="30000" class="short" prop:value=move || latency.get().to_string()
-                    on:input=move |ev| latency.set(event_target_value(&ev).parse().unwrap_or(0)) />
-            </label>
-            <button type="button" on:click=set_fault data-testid="set-fault">"Apply"</button>
+            <form method="post" action=fault_path class="stack">
+                <label>"Behaviour "
+                    <select name="kind" data-testid="fault">
+                        {FAULTS.iter().map(|(v, t)| view! { <option value=*v>{*t}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label>"Extra latency (ms) "
+                    <input type="number" name="latency_ms" min="0" max="30000" value="0" class="short" />
+                </label>
+                <button type="submit" data-testid="set-fault">"Apply"</button>
+            </form>
             <h2>"The clock"</h2>
             <div class="actions">
-                <button type="button" on:click=move |_| shift(5) data-testid="shift-5">"+5 min"</button>
-                <button type="button" on:click=move |_| shift(20) data-testid="shift-20">"+20 min"</button>
-                <button type="button" on:click=move |_| shift(360) data-testid="shift-360">"+6 h"</button>
+                {[(5, "+5 min"), (20, "+20 min"), (360, "+6 h")].into_iter().map(|(m, label)| view! {
+                    <form method="post" action=clock_path>
+                        <input type="hidden" name="minutes" value=m />
+                        <button type="submit" data-testid=format!("shift-{m}")>{label}</button>
+                    </form>
+                }).collect_view()}
             </div>
-            {move || note.get().map(|(ok, text, user)| view! {
-                <p role="status" class=if ok { "notice" } else { "error" } data-testid="sandbox-note">
-                    {text}
-                    {user.map(|id| view! { <a href=format!("/users/{id}") data-testid="new-user">{id.clone()}</a> })}
-                </p>
-            })}
         </div>
     }
 }

@@ -4,13 +4,13 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use leptos::prelude::*;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::{LoadError, Loading, StatusBadge, Time};
 use crate::model::ChartPoint;
 use crate::services::{
-    create_subscription, get_subscription, message, recover, redeliver, subscription_action,
-    subscriptions,
+    Recover, Redeliver as RedeliverFn, SubscriptionAction, create_subscription, get_subscription,
+    message, subscription_action, subscriptions,
 };
 
 /// The event types a subscription may ask for (the server checks them too).
@@ -182,59 +182,77 @@ pub fn SubscriptionPage() -> impl IntoView {
     }
 }
 
-/// Pause/resume, test, rotate (shows the new secret once), recover, delete.
-#[island]
+/// Pause/resume, test, recover and delete are plain forms posting to their server
+/// functions (no wasm; the server sends the browser back); rotating shows a secret, so it
+/// is an island.
+#[component]
 fn Controls(id: String, status: String) -> impl IntoView {
+    let query = use_query_map();
+    let note = query.with_untracked(|q| match q.get("done").as_deref() {
+        Some("pause") => Some("Paused: events are kept until you resume.".to_owned()),
+        Some("resume") => Some("Resumed: waiting deliveries go out now.".to_owned()),
+        Some("test") => {
+            Some("Test event queued: it appears in the log below in a moment.".to_owned())
+        }
+        Some("redeliver") => {
+            Some("Queued again: the new attempt appears in the log below.".to_owned())
+        }
+        Some("recover") => Some(format!(
+            "{} failed deliveries queued again.",
+            q.get("recovered").unwrap_or_else(|| "0".to_owned())
+        )),
+        _ => None,
+    });
+    let paused = status != "ACTIVE";
+    let act = action_path::<SubscriptionAction>();
+    let recover_path = action_path::<Recover>();
+    let hidden_id = id.clone();
+    view! {
+        <div class="actions" data-testid="controls">
+            <form method="post" action=act>
+                <input type="hidden" name="id" value=hidden_id.clone() />
+                <input type="hidden" name="action" value=if paused { "resume" } else { "pause" } />
+                <button type="submit" data-testid="toggle-pause">{if paused { "Resume" } else { "Pause" }}</button>
+            </form>
+            <form method="post" action=act>
+                <input type="hidden" name="id" value=hidden_id.clone() />
+                <input type="hidden" name="action" value="test" />
+                <button type="submit" data-testid="send-test">"Send a test event"</button>
+            </form>
+            <Rotate id=id.clone() />
+            <form method="post" action=recover_path class="inline-form">
+                <input type="hidden" name="id" value=hidden_id.clone() />
+                <label class="inline">"Recover failures of the last "
+                    <input type="number" name="hours" min="1" max="720" value="24" class="short" />
+                    " h"</label>
+                <button type="submit" data-testid="recover">"Recover"</button>
+            </form>
+            <form method="post" action=act>
+                <input type="hidden" name="id" value=hidden_id />
+                <input type="hidden" name="action" value="delete" />
+                <button type="submit" class="danger" data-testid="delete">"Delete"</button>
+            </form>
+        </div>
+        {note.map(|n| view! { <p role="status" class="notice" data-testid="control-note">{n}</p> })}
+    }
+}
+
+/// Rotates the secret and shows the new one, once.
+#[island]
+fn Rotate(id: String) -> impl IntoView {
     let secret = RwSignal::new(None::<String>);
     let failure = RwSignal::new(None::<String>);
-    let note = RwSignal::new(None::<String>);
-    let hours = RwSignal::new(24_u32);
-    let hydrated = RwSignal::new(false);
-    Effect::new(move |_| hydrated.set(true));
-    let act = {
+    let click = move |_| {
         let id = id.clone();
-        move |action: &'static str| {
-            let id = id.clone();
-            failure.set(None);
-            leptos::task::spawn_local(async move {
-                match subscription_action(id, action.to_owned()).await {
-                    Ok(Some(new_secret)) => secret.set(Some(new_secret)),
-                    Ok(None) if action == "delete" => reload_to("/webhooks"),
-                    Ok(None) => reload_to(""),
-                    Err(e) => failure.set(Some(message(&e))),
-                }
-            });
-        }
+        leptos::task::spawn_local(async move {
+            match subscription_action(id, "rotate".to_owned()).await {
+                Ok(new_secret) => secret.set(new_secret),
+                Err(e) => failure.set(Some(message(&e))),
+            }
+        });
     };
-    let paused = status != "ACTIVE";
-    let recover_click = {
-        let id = id.clone();
-        move |_| {
-            let id = id.clone();
-            leptos::task::spawn_local(async move {
-                match recover(id, hours.get_untracked()).await {
-                    Ok(n) => note.set(Some(format!("{n} failed deliveries queued again."))),
-                    Err(e) => failure.set(Some(message(&e))),
-                }
-            });
-        }
-    };
-    let (a1, a2, a3, a4) = (act.clone(), act.clone(), act.clone(), act);
     view! {
-        <div class="actions" data-testid="controls" data-hydrated=move || hydrated.get().to_string()>
-            <button type="button" on:click=move |_| a1(if paused { "resume" } else { "pause" }) data-testid="toggle-pause">
-                {if paused { "Resume" } else { "Pause" }}
-            </button>
-            <button type="button" on:click=move |_| a2("test") data-testid="send-test">"Send a test event"</button>
-            <button type="button" on:click=move |_| a3("rotate") data-testid="rotate">"Rotate the secret"</button>
-            <label class="inline">"Recover failures of the last "
-                <input type="number" min="1" max="720" class="short" prop:value=move || hours.get().to_string()
-                    on:input=move |ev| hours.set(event_target_value(&ev).parse().unwrap_or(24)) />
-                " h "</label>
-            <button type="button" on:click=recover_click data-testid="recover">"Recover"</button>
-            <button type="button" class="danger" on:click=move |_| a4("delete") data-testid="delete">"Delete"</button>
-        </div>
-        {move || note.get().map(|n| view! { <p role="status" data-testid="control-note">{n}</p> })}
+        <button type="button" on:click=click data-testid="rotate">"Rotate the secret"</button>
         {move || failure.get().map(|f| view! { <p class="error" role="alert">{f}</p> })}
         {move || secret.get().map(|s| view! {
             <div class="secret" role="status" data-testid="rotated-secret">
@@ -245,41 +263,22 @@ fn Controls(id: String, status: String) -> impl IntoView {
     }
 }
 
-/// One event's "Send again" button.
-#[island]
+/// One event's "Send again" button: a plain form.
+#[component]
 fn Redeliver(id: String, event_id: String) -> impl IntoView {
-    let state = RwSignal::new("");
-    let click = move |_| {
-        let (id, event_id) = (id.clone(), event_id.clone());
-        state.set("sending");
-        leptos::task::spawn_local(async move {
-            state.set(if redeliver(id, event_id).await.is_ok() {
-                "queued"
-            } else {
-                "failed"
-            });
-        });
-    };
+    let path = action_path::<RedeliverFn>();
     view! {
-        <button type="button" class="small" on:click=click data-testid="redeliver" data-state=move || state.get()>
-            {move || match state.get() { "queued" => "Queued", "sending" => "…", "failed" => "Could not queue", _ => "Send again" }}
-        </button>
+        <form method="post" action=path>
+            <input type="hidden" name="id" value=id />
+            <input type="hidden" name="event_id" value=event_id />
+            <button type="submit" class="small" data-testid="redeliver">"Send again"</button>
+        </form>
     }
 }
 
-/// Reloads the page (or goes to `path`), to show what an action changed.
-fn reload_to(path: &str) {
-    #[cfg(feature = "hydrate")]
-    {
-        let location = window().location();
-        let _ = if path.is_empty() {
-            location.reload()
-        } else {
-            location.set_href(path)
-        };
-    }
-    #[cfg(not(feature = "hydrate"))]
-    let _ = path;
+/// Where a plain form posts to call server function `F`.
+pub fn action_path<F: leptos::server_fn::ServerFn>() -> &'static str {
+    F::PATH
 }
 
 /// Latency of each attempt over the last 24 h (dots: green succeeded, red failed; failures

@@ -237,7 +237,10 @@ async fn a_user_page_arrives_whole_with_accounts_preview_and_island() {
         "no placeholder: the HTML is complete"
     );
     assert!(page.body.contains("<leptos-island"), "{}", page.body);
-    assert!(page.body.contains("/pkg/freshet.js") && page.body.contains("/pkg/freshet_bg.wasm"));
+    assert!(
+        page.body.contains("/pkg/freshet") && page.body.contains("_bg.wasm"),
+        "the bundle is loaded"
+    );
     let list = get(&app, "/", Some(&session)).await;
     assert!(list.body.contains(&user), "the users list links the user");
 }
