@@ -95,6 +95,19 @@ mod ssr {
         async fn api_keys(&self, viewer: &Viewer) -> Result<Vec<ApiKeyView>, ServiceError>;
         /// A new API key (shown once).
         async fn create_api_key(&self, viewer: &Viewer) -> Result<String, ServiceError>;
+        /// Keeps a secret for one showing to this viewer (for a few minutes); returns the
+        /// token that the page it is shown on gets in its URL (never the secret itself).
+        async fn stash_secret(
+            &self,
+            viewer: &Viewer,
+            secret: String,
+        ) -> Result<String, ServiceError>;
+        /// The stashed secret, once.
+        async fn take_secret(
+            &self,
+            viewer: &Viewer,
+            token: &str,
+        ) -> Result<Option<String>, ServiceError>;
         /// Revokes a key.
         async fn revoke_api_key(&self, viewer: &Viewer, id: &str) -> Result<(), ServiceError>;
         /// Sandbox: a new user with accounts in the states of `preset`; returns the user id.
@@ -246,36 +259,62 @@ pub async fn get_subscription(id: String) -> Result<SubscriptionDetail, ServerFn
     s.subscription(&v, &id).await.map_err(to_client)
 }
 
-/// Subscribes a URL; returns (id, secret).
+#[cfg(feature = "ssr")]
+fn encode(text: &str) -> String {
+    crate::pages::users::encode(text)
+}
+
+/// Subscribes a URL (a plain form: `target_url`, `event_types[i]`): on to the new
+/// subscription's page, which shows the secret once; back to the form with the reason when
+/// the server refuses.
 #[server]
 pub async fn create_subscription(
     target_url: String,
-    event_types: Vec<String>,
-) -> Result<(String, String), ServerFnError> {
+    #[server(default)] event_types: Vec<String>,
+) -> Result<(), ServerFnError> {
     let (s, v) = caller()?;
-    s.create_subscription(&v, &target_url, event_types)
-        .await
-        .map_err(to_client)
+    match s.create_subscription(&v, &target_url, event_types).await {
+        Ok((id, secret)) => {
+            let token = s.stash_secret(&v, secret).await.map_err(to_client)?;
+            leptos_axum::redirect(&format!("/webhooks/{id}?reveal={token}"));
+        }
+        Err(e) => {
+            let why = message(&to_client(e));
+            leptos_axum::redirect(&format!(
+                "/webhooks?error={}&url={}",
+                encode(&why),
+                encode(&target_url)
+            ));
+        }
+    }
+    Ok(())
 }
 
-/// Pause, resume, test, delete, or rotate (→ the new secret). Posted by a plain form
-/// (all but rotate), it sends the browser back to the page, or to the list after a delete.
+/// Pause, resume, test, delete, or rotate: a plain form. Back to the page (which shows a
+/// rotated secret once), or to the list after a delete.
 #[server]
-pub async fn subscription_action(
-    id: String,
-    action: String,
-) -> Result<Option<String>, ServerFnError> {
+pub async fn subscription_action(id: String, action: String) -> Result<(), ServerFnError> {
     let (s, v) = caller()?;
     let secret = s
         .subscription_action(&v, &id, &action)
         .await
         .map_err(to_client)?;
-    match action.as_str() {
-        "delete" => leptos_axum::redirect("/webhooks"),
-        "rotate" => {}
-        done => leptos_axum::redirect(&format!("/webhooks/{id}?done={done}")),
+    match (action.as_str(), secret) {
+        ("delete", _) => leptos_axum::redirect("/webhooks"),
+        (_, Some(secret)) => {
+            let token = s.stash_secret(&v, secret).await.map_err(to_client)?;
+            leptos_axum::redirect(&format!("/webhooks/{id}?done=rotate&reveal={token}"));
+        }
+        (done, None) => leptos_axum::redirect(&format!("/webhooks/{id}?done={done}")),
     }
-    Ok(secret)
+    Ok(())
+}
+
+/// A secret stashed for this page, once.
+#[server]
+pub async fn reveal_secret(token: String) -> Result<Option<String>, ServerFnError> {
+    let (s, v) = caller()?;
+    s.take_secret(&v, &token).await.map_err(to_client)
 }
 
 /// Sends one event again (a plain form; back to the subscription's page).
@@ -304,11 +343,14 @@ pub async fn api_keys() -> Result<Vec<ApiKeyView>, ServerFnError> {
     s.api_keys(&v).await.map_err(to_client)
 }
 
-/// A new API key, shown once.
+/// A new API key (a plain form): back to the keys, which show it once.
 #[server]
-pub async fn create_api_key() -> Result<String, ServerFnError> {
+pub async fn create_api_key() -> Result<(), ServerFnError> {
     let (s, v) = caller()?;
-    s.create_api_key(&v).await.map_err(to_client)
+    let key = s.create_api_key(&v).await.map_err(to_client)?;
+    let token = s.stash_secret(&v, key).await.map_err(to_client)?;
+    leptos_axum::redirect(&format!("/keys?reveal={token}"));
+    Ok(())
 }
 
 /// Revokes a key (a plain form; back to the keys).

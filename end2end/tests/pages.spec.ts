@@ -24,11 +24,12 @@ test("an API key is shown once when created, works, and stops working when revok
   await page.getByRole("link", { name: "API keys" }).click();
   await expect(page.getByTestId("key")).toHaveCount(1);
   await page.getByTestId("create-key").click();
-  const key = (await page.getByTestId("new-key").locator("code").textContent())!.trim();
+  const key = (await page.getByTestId("secret").textContent())!.trim();
   expect(key).toMatch(/^fsk_[0-9a-f]{48}$/);
   expect((await api(request, { ...staff, apiKey: key }, "POST", "/v1/users")).status).toBe(201);
-  await page.reload();
   await expect(page.getByTestId("key")).toHaveCount(2);
+  await page.reload();
+  await expect(page.getByTestId("secret")).toHaveCount(0);
   await page.locator(`[data-testid=key][data-prefix="${key.slice(0, 12)}"]`).getByTestId("revoke").click();
   await expect(page.locator(`[data-testid=key][data-prefix="${key.slice(0, 12)}"]`)).toContainText("revoked");
   expect((await api(request, { ...staff, apiKey: key }, "POST", "/v1/users")).status).toBe(401);

@@ -3,12 +3,16 @@
 use leptos::prelude::*;
 
 use super::{LoadError, Loading, Time};
-use crate::services::{RevokeApiKey, api_keys, create_api_key, message};
+use leptos_router::hooks::use_query_map;
+
+use crate::services::{CreateApiKey, RevokeApiKey, api_keys};
 
 /// `/keys`.
 #[component]
 pub fn KeysPage() -> impl IntoView {
     let keys = Resource::new(|| (), |()| api_keys());
+    let token = use_query_map().with_untracked(|q| q.get("reveal"));
+    let revealed = Resource::new(move || token.clone(), super::webhooks::take_revealed);
     view! {
         <section class="panel" aria-labelledby="keys-heading">
             <h1 id="keys-heading">"API keys"</h1>
@@ -16,9 +20,13 @@ pub fn KeysPage() -> impl IntoView {
             <NewKey />
             <Suspense fallback=|| view! { <Loading what="keys" /> }>
                 {move || Suspend::new(async move {
+                    let secret = revealed.await.map(|s| view! {
+                        <super::webhooks::Secret secret=s intro="Your new key — copy it now, it is not shown again:" />
+                    });
                     match keys.await {
                         Err(e) => view! { <LoadError error=e what="list of keys" /> }.into_any(),
                         Ok(keys) => view! {
+                            {secret}
                             <div class="table-wrap"><table class="grid" data-testid="keys">
                                 <thead><tr><th scope="col">"Key"</th><th scope="col">"Created"</th><th scope="col">"State"</th></tr></thead>
                                 <tbody>
@@ -42,30 +50,14 @@ pub fn KeysPage() -> impl IntoView {
     }
 }
 
-#[island]
+/// "Create a key": a plain form; the keys page then shows the new key once.
+#[component]
 fn NewKey() -> impl IntoView {
-    let key = RwSignal::new(None::<String>);
-    let failure = RwSignal::new(None::<String>);
-    let click = move |_| {
-        leptos::task::spawn_local(async move {
-            match create_api_key().await {
-                Ok(k) => key.set(Some(k)),
-                Err(e) => failure.set(Some(message(&e))),
-            }
-        });
-    };
+    let path = super::webhooks::action_path::<CreateApiKey>();
     view! {
-        <div class="actions">
-            <button type="button" class="primary" on:click=click data-testid="create-key">"Create a key"</button>
-        </div>
-        {move || failure.get().map(|f| view! { <p class="error" role="alert">{f}</p> })}
-        {move || key.get().map(|k| view! {
-            <div class="secret" role="status" data-testid="new-key">
-                <p>"Your new key — copy it now, it is not shown again:"</p>
-                <p><code class="select-all">{k}</code></p>
-                <p><a href="/keys">"Done"</a></p>
-            </div>
-        })}
+        <form method="post" action=path class="actions">
+            <button type="submit" class="primary" data-testid="create-key">"Create a key"</button>
+        </form>
     }
 }
 

@@ -9,8 +9,8 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 use super::{LoadError, Loading, StatusBadge, Time};
 use crate::model::ChartPoint;
 use crate::services::{
-    Recover, Redeliver as RedeliverFn, SubscriptionAction, create_subscription, get_subscription,
-    message, subscription_action, subscriptions,
+    CreateSubscription, Recover, Redeliver as RedeliverFn, SubscriptionAction, get_subscription,
+    reveal_secret, subscriptions,
 };
 
 /// The event types a subscription may ask for (the server checks them too).
@@ -60,57 +60,51 @@ pub fn WebhooksPage() -> impl IntoView {
     }
 }
 
-/// The subscribe form (an island: it shows the secret, once, without a page load).
-#[island]
+/// The subscribe form: a plain form posting to its server function, which goes on to the
+/// new subscription (where the secret is shown once) or comes back with the reason.
+#[component]
 fn Subscribe() -> impl IntoView {
-    let url = RwSignal::new(String::new());
-    let chosen = RwSignal::new(vec![EVENT_TYPES[0].to_owned(), EVENT_TYPES[1].to_owned()]);
-    let created = RwSignal::new(None::<(String, String)>);
-    let failure = RwSignal::new(None::<String>);
-    let busy = RwSignal::new(false);
-    let hydrated = RwSignal::new(false);
-    Effect::new(move |_| hydrated.set(true));
-    let submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        busy.set(true);
-        failure.set(None);
-        leptos::task::spawn_local(async move {
-            match create_subscription(url.get_untracked(), chosen.get_untracked()).await {
-                Ok(done) => created.set(Some(done)),
-                Err(e) => failure.set(Some(message(&e))),
-            }
-            busy.set(false);
-        });
-    };
+    let query = use_query_map();
+    let (error, url) = query.with_untracked(|q| (q.get("error"), q.get("url").unwrap_or_default()));
+    let path = action_path::<CreateSubscription>();
     view! {
-        <form class="stack" on:submit=submit data-testid="subscribe-form" data-hydrated=move || hydrated.get().to_string()>
+        <form class="stack" method="post" action=path data-testid="subscribe-form">
+            {error.map(|e| view! { <p class="error" role="alert" data-testid="subscribe-error">{e}</p> })}
             <label>
                 "Endpoint URL (https)"
-                <input type="url" required placeholder="https://hooks.example.com/freshet" data-testid="target-url"
-                    prop:value=move || url.get() on:input=move |ev| url.set(event_target_value(&ev)) />
+                <input type="url" name="target_url" required placeholder="https://hooks.example.com/freshet"
+                    data-testid="target-url" value=url />
             </label>
             <fieldset>
                 <legend>"Events"</legend>
-                {EVENT_TYPES.iter().map(|t| {
-                    let t = (*t).to_owned();
-                    let checked = { let t = t.clone(); move || chosen.with(|c| c.contains(&t)) };
-                    let toggle = { let t = t.clone(); move |ev| {
-                        let on = event_target_checked(&ev);
-                        chosen.update(|c| { c.retain(|x| *x != t); if on { c.push(t.clone()); } });
-                    } };
-                    view! { <label class="check"><input type="checkbox" prop:checked=checked on:change=toggle /> <code>{t}</code></label> }
+                {EVENT_TYPES.iter().enumerate().map(|(i, t)| view! {
+                    <label class="check">
+                        <input type="checkbox" name=format!("event_types[{i}]") value=*t checked=i < 2 />
+                        " " <code>{*t}</code>
+                    </label>
                 }).collect_view()}
             </fieldset>
-            <button type="submit" class="primary" disabled=move || busy.get() data-testid="subscribe">"Subscribe"</button>
-            {move || failure.get().map(|f| view! { <p class="error" role="alert" data-testid="subscribe-error">{f}</p> })}
-            {move || created.get().map(|(id, secret)| view! {
-                <div class="secret" role="status" data-testid="created-secret">
-                    <p>"Subscribed. Your signing secret — copy it now, it is not shown again:"</p>
-                    <p><code class="select-all" data-testid="secret">{secret}</code></p>
-                    <p><a href=format!("/webhooks/{id}") data-testid="open-subscription">"Open the subscription"</a></p>
-                </div>
-            })}
+            <button type="submit" class="primary" data-testid="subscribe">"Subscribe"</button>
         </form>
+    }
+}
+
+/// The secret stashed for this page by the action that made it (its token is in the URL), once.
+pub async fn take_revealed(token: Option<String>) -> Option<String> {
+    match token {
+        Some(t) => reveal_secret(t).await.ok().flatten(),
+        None => None,
+    }
+}
+
+/// A secret, with what it is.
+#[component]
+pub fn Secret(secret: String, intro: &'static str) -> impl IntoView {
+    view! {
+        <div class="secret" role="status" data-testid="revealed-secret">
+            <p>{intro}</p>
+            <p><code class="select-all" data-testid="secret">{secret}</code></p>
+        </div>
     }
 }
 
@@ -120,9 +114,12 @@ pub fn SubscriptionPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.with(|p| p.get("id").unwrap_or_default());
     let detail = Resource::new(id, get_subscription);
+    let token = use_query_map().with_untracked(|q| q.get("reveal"));
+    let revealed = Resource::new(move || token.clone(), take_revealed);
     view! {
         <Suspense fallback=|| view! { <Loading what="the subscription" /> }>
             {move || Suspend::new(async move {
+                let secret = revealed.await;
                 match detail.await {
                     Err(e) => view! { <LoadError error=e what="subscription" /> }.into_any(),
                     Ok(d) => {
@@ -134,7 +131,7 @@ pub fn SubscriptionPage() -> impl IntoView {
                                 <p><code data-testid="subscription-target">{s.target_url.clone()}</code> " " <StatusBadge status=s.status.clone() />
                                     {s.disabled_reason.map(|r| view! { <span class="muted">" (the receiver answered 410 Gone: " {r.to_lowercase()} ")"</span> })}</p>
                                 <p class="muted">{s.event_types.join(", ")}</p>
-                                <Controls id=id.clone() status=s.status.clone() />
+                                <Controls id=id.clone() status=s.status.clone() secret />
                             </section>
                             <section class="panel" aria-labelledby="chart-heading">
                                 <h2 id="chart-heading">"Last 24 hours"</h2>
@@ -186,8 +183,14 @@ pub fn SubscriptionPage() -> impl IntoView {
 /// functions (no wasm; the server sends the browser back); rotating shows a secret, so it
 /// is an island.
 #[component]
-fn Controls(id: String, status: String) -> impl IntoView {
+fn Controls(id: String, status: String, secret: Option<String>) -> impl IntoView {
     let query = use_query_map();
+    let rotated = query.with_untracked(|q| q.get("done").as_deref() == Some("rotate"));
+    let intro = if rotated {
+        "New signing secret — copy it now, it is not shown again. The old one keeps signing for 24 hours."
+    } else {
+        "Subscribed. Your signing secret — copy it now, it is not shown again:"
+    };
     let note = query.with_untracked(|q| match q.get("done").as_deref() {
         Some("pause") => Some("Paused: events are kept until you resume.".to_owned()),
         Some("resume") => Some("Resumed: waiting deliveries go out now.".to_owned()),
@@ -219,7 +222,11 @@ fn Controls(id: String, status: String) -> impl IntoView {
                 <input type="hidden" name="action" value="test" />
                 <button type="submit" data-testid="send-test">"Send a test event"</button>
             </form>
-            <Rotate id=id.clone() />
+            <form method="post" action=act>
+                <input type="hidden" name="id" value=hidden_id.clone() />
+                <input type="hidden" name="action" value="rotate" />
+                <button type="submit" data-testid="rotate">"Rotate the secret"</button>
+            </form>
             <form method="post" action=recover_path class="inline-form">
                 <input type="hidden" name="id" value=hidden_id.clone() />
                 <label class="inline">"Recover failures of the last "
@@ -234,32 +241,7 @@ fn Controls(id: String, status: String) -> impl IntoView {
             </form>
         </div>
         {note.map(|n| view! { <p role="status" class="notice" data-testid="control-note">{n}</p> })}
-    }
-}
-
-/// Rotates the secret and shows the new one, once.
-#[island]
-fn Rotate(id: String) -> impl IntoView {
-    let secret = RwSignal::new(None::<String>);
-    let failure = RwSignal::new(None::<String>);
-    let click = move |_| {
-        let id = id.clone();
-        leptos::task::spawn_local(async move {
-            match subscription_action(id, "rotate".to_owned()).await {
-                Ok(new_secret) => secret.set(new_secret),
-                Err(e) => failure.set(Some(message(&e))),
-            }
-        });
-    };
-    view! {
-        <button type="button" on:click=click data-testid="rotate">"Rotate the secret"</button>
-        {move || failure.get().map(|f| view! { <p class="error" role="alert">{f}</p> })}
-        {move || secret.get().map(|s| view! {
-            <div class="secret" role="status" data-testid="rotated-secret">
-                <p>"New signing secret — copy it now, it is not shown again. The old one keeps signing for 24 hours."</p>
-                <p><code class="select-all">{s}</code></p>
-            </div>
-        })}
+        {secret.map(|s| view! { <Secret secret=s intro /> })}
     }
 }
 

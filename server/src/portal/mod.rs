@@ -27,16 +27,28 @@ use crate::webhooks::model::{Subscription, SubscriptionStatus, TEST_EVENT_TYPE};
 const USERS_PER_PAGE: u32 = 25;
 const JOBS_PER_PAGE: u32 = 25;
 
+/// How long a stashed secret waits for its one showing.
+const STASH_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// A secret waiting for its one showing: (partner, secret, until).
+type Stashed = (String, String, std::time::Instant);
+
 /// The portal's services over the partner API's.
 #[derive(Debug, Clone)]
 pub struct StorePortal {
     api: Arc<Api>,
+    /// Secrets made by a form post, kept (in memory only) until the page they are shown
+    /// on reads them: the redirect's URL carries a token, never the secret.
+    stash: Arc<std::sync::Mutex<std::collections::HashMap<String, Stashed>>>,
 }
 
 impl StorePortal {
     /// Services acting through `api`.
     pub fn new(api: Arc<Api>) -> Self {
-        Self { api }
+        Self {
+            api,
+            stash: Arc::default(),
+        }
     }
 
     async fn partner(&self, viewer: &Viewer) -> Result<Partner, ServiceError> {
@@ -579,6 +591,47 @@ impl PortalServices for StorePortal {
         } else {
             Err(ServiceError::NotFound)
         }
+    }
+
+    async fn stash_secret(&self, viewer: &Viewer, secret: String) -> Result<String, ServiceError> {
+        let mut bytes = [0_u8; 16];
+        getrandom::fill(&mut bytes).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let now = std::time::Instant::now();
+        let mut stash = self
+            .stash
+            .lock()
+            .map_err(|_| ServiceError::Internal("stash poisoned".to_owned()))?;
+        stash.retain(|_, (_, _, until)| *until > now);
+        stash.insert(
+            token.clone(),
+            (viewer.partner_id.clone(), secret, now + STASH_TTL),
+        );
+        Ok(token)
+    }
+
+    async fn take_secret(
+        &self,
+        viewer: &Viewer,
+        token: &str,
+    ) -> Result<Option<String>, ServiceError> {
+        let mut stash = self
+            .stash
+            .lock()
+            .map_err(|_| ServiceError::Internal("stash poisoned".to_owned()))?;
+        Ok(match stash.remove(token) {
+            Some((partner, secret, until))
+                if partner == viewer.partner_id && until > std::time::Instant::now() =>
+            {
+                Some(secret)
+            }
+            // Another partner's token: put it back untouched, say nothing.
+            Some(entry) if entry.0 != viewer.partner_id => {
+                stash.insert(token.to_owned(), entry);
+                None
+            }
+            _ => None,
+        })
     }
 
     async fn sandbox_user(&self, viewer: &Viewer, preset: &str) -> Result<String, ServiceError> {
