@@ -65,4 +65,8 @@ test("subscribe a local receiver, see a delivery with its status code, and redel
     await expect(page.getByTestId("attempt-status")).toHaveText(["200", "200"], { timeout: 500 });
   }).toPass({ timeout: 10_000 });
   expect(received.filter((r) => r.id === eventId)).toHaveLength(2);
+
+  await page.getByTestId("rotate").click();
+  await expect(page.getByTestId("revealed-secret")).toContainText("The old one keeps signing for 24 hours.");
+  await expect(page.getByTestId("secret")).toHaveText(/^whsec_/);
 });

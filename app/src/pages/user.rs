@@ -283,7 +283,7 @@ fn UserLive(user: UserDetail) -> impl IntoView {
         >
             <h1 id="user-heading">"User " <code data-testid="user-id">{user.user_id.clone()}</code></h1>
             <p class="muted">
-                {user.source.to_lowercase()} " user"
+                {if marketplace { "marketplace user" } else { "direct user" }}
                 {user.external_reference.map(|r| format!(" · your reference {r}"))}
                 " · refresh interval " {policy.interval().num_minutes()} " min · "
                 <a href=format!("/jobs?user={}", user.user_id)>"jobs"</a>
@@ -478,7 +478,7 @@ fn AccountRow(
                 view! { <span class="badge" data-state=it.state.clone() data-testid=format!("live-{i}")>{text}</span> }.into_any()
             }
             None => match outcome {
-                Some(o) => view! { <span class="badge" data-outcome=o.clone() data-testid=format!("server-outcome-{i}")>{o.replace('_', " ").to_lowercase()}</span> }.into_any(),
+                Some(o) => view! { <span class="badge" data-outcome=o.clone() data-testid=format!("server-outcome-{i}")>{outcome_words(&o)}</span> }.into_any(),
                 None => view! { <span class="muted">"—"</span> }.into_any(),
             },
         }
@@ -524,6 +524,16 @@ fn AccountRow(
         </tr>
     }
     .into_any()
+}
+
+/// An outcome code in words (a table, not `to_lowercase`: its Unicode tables would weigh
+/// on the wasm).
+fn outcome_words(code: &str) -> &'static str {
+    match code {
+        "TRIGGERED" => "triggered",
+        "RATE_LIMITED" => "skipped: rate-limited",
+        _ => "skipped: account expired",
+    }
 }
 
 /// What a failed fetch's code means, in words.
