@@ -11,6 +11,7 @@ pub mod model;
 pub mod portal;
 pub mod random;
 pub mod refresh;
+pub mod retention;
 pub mod sandbox;
 pub mod scheduler;
 pub mod store;

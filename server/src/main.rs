@@ -129,6 +129,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )
     .map_err(|e| anyhow::anyhow!("building the webhook client: {e}"))?
     .spawn();
+    server::retention::spawn(store.clone(), Arc::clone(&clock));
     if sandbox {
         // The sandbox bank lives on the server's (shiftable) clock, on its own loopback port.
         let bank = Arc::new(SandboxBank::new(Arc::clone(&clock)));

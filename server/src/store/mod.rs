@@ -12,6 +12,7 @@ mod partners;
 mod portal;
 mod portal_users;
 pub mod refresh;
+mod retention;
 mod transactions;
 mod users;
 pub mod webhooks;
@@ -30,6 +31,7 @@ pub use partners::CreatedPartner;
 pub use portal::{ApiKeyRow, AttemptPoint, JobEventRow, JobItemRow, JobRow, SessionUser, UserRow};
 pub use portal_users::PortalUserError;
 pub use refresh::{LoadedUser, NewJob, StoredResponse};
+pub use retention::Pruned;
 pub use transactions::{TransactionFilter, TransactionPage};
 
 /// What can go wrong below the API. Every variant is an internal error for the client:

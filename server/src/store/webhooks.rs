@@ -39,6 +39,8 @@ pub struct ClaimedDelivery {
     pub event_created_at: DateTime<Utc>,
     /// This attempt's number, 1-based.
     pub attempt: u32,
+    /// Its place on the retry ladder, 1-based (attempts since the last redeliver or recover).
+    pub ladder_step: u32,
     /// Where to send it.
     pub target_url: String,
     /// The secrets that sign it, newest first (two during a rotation).
@@ -354,7 +356,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut tx = self.begin_write().await?;
-        let rows: Vec<(String, String, String, String, i64, i64)> = sqlx::query_as(
+        let rows: Vec<(String, String, String, String, i64, i64, i64)> = sqlx::query_as(
             "WITH busy AS (SELECT key AS s, value AS n FROM json_each(?4)),
              due AS (
                SELECT d.subscription_id AS s, d.event_id AS e, d.next_attempt_at AS t,
@@ -373,7 +375,7 @@ impl Store {
              UPDATE webhook_deliveries SET lease_owner = ?2, next_attempt_at = ?6,
                attempts = attempts + 1, updated_at = ?1
              WHERE (subscription_id, event_id) IN (SELECT s, e FROM picked)
-             RETURNING subscription_id, event_id, event_type, payload, event_created_at, attempts",
+             RETURNING subscription_id, event_id, event_type, payload, event_created_at, attempts, attempts - ladder_start",
         )
         .bind(to_ms(now))
         .bind(owner)
@@ -390,7 +392,7 @@ impl Store {
         let keys = encode(
             &rows
                 .iter()
-                .map(|(s, e, _, _, _, attempt)| (s, e, attempt))
+                .map(|(s, e, _, _, _, attempt, _)| (s, e, attempt))
                 .collect::<Vec<_>>(),
         )?;
         sqlx::query(
@@ -436,7 +438,7 @@ impl Store {
         Ok(rows
             .into_iter()
             .filter_map(
-                |(subscription_id, event_id, event_type, payload, created, attempt)| {
+                |(subscription_id, event_id, event_type, payload, created, attempt, step)| {
                     let (target_url, secrets) = targets.get(&subscription_id)?.clone();
                     Some(ClaimedDelivery {
                         subscription_id,
@@ -445,6 +447,7 @@ impl Store {
                         payload,
                         event_created_at: from_ms(created),
                         attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+                        ladder_step: u32::try_from(step).unwrap_or(u32::MAX),
                         target_url,
                         secrets,
                     })
@@ -659,7 +662,8 @@ impl Store {
             return Ok(None);
         }
         let done = sqlx::query(
-            "UPDATE webhook_deliveries SET status = 'PENDING', next_attempt_at = ?3, lease_owner = NULL, updated_at = ?3
+            "UPDATE webhook_deliveries SET status = 'PENDING', next_attempt_at = ?3, lease_owner = NULL, updated_at = ?3,
+               ladder_start = attempts
              WHERE subscription_id = ?1 AND event_id = ?2",
         )
         .bind(id.to_string())
@@ -691,7 +695,8 @@ impl Store {
             return Ok(None);
         }
         let done = sqlx::query(
-            "UPDATE webhook_deliveries SET status = 'PENDING', next_attempt_at = ?3, lease_owner = NULL, updated_at = ?3
+            "UPDATE webhook_deliveries SET status = 'PENDING', next_attempt_at = ?3, lease_owner = NULL, updated_at = ?3,
+               ladder_start = attempts
              WHERE subscription_id = ?1 AND status = 'FAILED' AND event_created_at >= ?2",
         )
         .bind(id.to_string())

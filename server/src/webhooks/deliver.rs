@@ -248,7 +248,7 @@ impl Deliverer {
         let next_attempt_at = if succeeded || gone {
             None
         } else {
-            schedule::next_delay(d.attempt, random_unit(), answer.retry_after)
+            schedule::next_delay(d.ladder_step, random_unit(), answer.retry_after)
                 .and_then(|delay| TimeDelta::from_std(delay).ok())
                 .map(|delay| self.clock.now() + delay)
         };

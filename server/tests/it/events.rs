@@ -127,3 +127,71 @@ async fn a_malformed_last_event_id_is_refused() {
         .await
         .assert_problem(400, "INVALID_LAST_EVENT_ID");
 }
+
+#[tokio::test]
+async fn events_older_than_seven_days_go_with_their_ended_deliveries_and_nothing_else_does() {
+    use chrono::TimeDelta;
+    let app = crate::harness::TestApp::insecure_webhooks().await;
+    let key = app.partner(true).await;
+    let partner = server::store::Store::partner_by_key(&app.store, &key)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let sub = app
+        .post(
+            "/v1/webhooks/subscriptions",
+            &key,
+            Some(serde_json::json!({ "targetUrl": "http://127.0.0.1:9/", "eventTypes": ["v1.account_transactions.on_demand_refresh.succeeded"] })),
+        )
+        .await;
+    assert_eq!(sub.status, 201);
+    let noon = crate::harness::noon();
+    let old = noon - TimeDelta::days(8);
+    let payload = serde_json::json!({ "userId": "u", "accountId": "a" });
+    let kind = "v1.account_transactions.on_demand_refresh.succeeded";
+    let ended = app
+        .store
+        .append_event(partner, kind, &payload, old)
+        .await
+        .unwrap();
+    let retrying = app
+        .store
+        .append_event(partner, kind, &payload, old)
+        .await
+        .unwrap();
+    let recent = app
+        .store
+        .append_event(partner, kind, &payload, noon - TimeDelta::days(6))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE webhook_deliveries SET status = 'SUCCEEDED', next_attempt_at = NULL WHERE event_id = ?1")
+        .bind(&ended.id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    app.clock.set(noon);
+    let pruned = server::retention::run_once(&app.store, &app.clock)
+        .await
+        .unwrap();
+    assert_eq!((pruned.events, pruned.deliveries), (2, 1), "{pruned:?}");
+    let left: Vec<String> = sqlx::query_scalar("SELECT id FROM events")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(left, vec![recent.id.clone()]);
+    let deliveries: Vec<String> =
+        sqlx::query_scalar("SELECT event_id FROM webhook_deliveries ORDER BY event_id")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    let mut expected = vec![retrying.id, recent.id];
+    expected.sort();
+    assert_eq!(deliveries, expected, "a delivery still being retried stays");
+    assert_eq!(
+        server::retention::run_once(&app.store, &app.clock)
+            .await
+            .unwrap(),
+        server::store::Pruned::default()
+    );
+}

@@ -442,6 +442,27 @@ async fn after_eleven_failures_the_delivery_fails_and_recover_sends_it_again() {
     assert_eq!(log[0]["attempt"], 12);
     assert_eq!(log[0]["deliveryStatus"], "SUCCEEDED");
 
+    // Sent again by hand while the receiver fails: the ladder starts over (5 s), no "failed".
+    receiver.answer(503);
+    let event = log[0]["eventId"].as_str().unwrap().to_owned();
+    app.post(
+        &format!("/v1/webhooks/subscriptions/{sub}/deliveries/{event}/redeliver"),
+        &key,
+        None,
+    )
+    .await;
+    assert_eq!(deliverer.run_pending().await.unwrap(), 1);
+    let log = attempts(&app, &key, &sub).await;
+    assert_eq!(log[0]["attempt"], 13);
+    assert_eq!(log[0]["deliveryStatus"], "PENDING", "{log:?}");
+    let next =
+        chrono::DateTime::parse_from_rfc3339(log[0]["nextAttemptAt"].as_str().unwrap()).unwrap();
+    let wait = next.with_timezone(&chrono::Utc) - app.clock.now();
+    assert!(
+        wait <= TimeDelta::seconds(6),
+        "the first rung again: {wait}"
+    );
+
     let later = app
         .post(
             &format!("/v1/webhooks/subscriptions/{sub}/recover"),
