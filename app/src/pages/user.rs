@@ -505,10 +505,10 @@ fn AccountRow(
                 <span class="provider">{label}</span>
                 <code class="account-id">{id.clone()}</code>
             </th>
-            <td>
+            <td data-label="Consent">
                 {move || consent().map(|(s, until)| view! { <span data-testid=format!("consent-{i}")>{s}</span> <small class="muted">{until}</small> })}
             </td>
-            <td>
+            <td data-label="Last refresh">
                 <span
                     title=move || last().map(exact).unwrap_or_default()
                     data-testid=format!("last-refresh-{i}")
@@ -516,11 +516,11 @@ fn AccountRow(
                     {move || last().map_or_else(|| "never".to_owned(), |at| relative(at, now.get()))}
                 </span>
             </td>
-            <td data-testid=format!("transactions-{i}")>{move || account().map_or(0, |a| a.transaction_count)}</td>
-            <td>
+            <td data-label="Transactions" data-testid=format!("transactions-{i}")>{move || account().map_or(0, |a| a.transaction_count)}</td>
+            <td data-label="If refreshed now">
                 <span class="badge" data-testid=format!("outcome-{i}") data-outcome=outcome>{outcome_text}</span>
             </td>
-            <td>{live}</td>
+            <td data-label="Refresh">{live}</td>
         </tr>
     }
     .into_any()

@@ -175,26 +175,38 @@ impl Store {
         let mut new_transactions: i64 = 0;
         match &outcome {
             Outcome::Fetched(transactions) => {
-                for t in *transactions {
+                // One statement for all of them (each statement is a round trip to SQLite's
+                // thread); the bank's id deduplicates against what is already stored.
+                let rows: Vec<serde_json::Value> = transactions
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!([
+                            new_id().to_string(),
+                            t.bank_transaction_id,
+                            to_ms(t.booked_at),
+                            t.amount,
+                            t.currency,
+                            t.description,
+                            t.merchant_name,
+                            t.category
+                        ])
+                    })
+                    .collect();
+                if !rows.is_empty() {
                     let inserted = sqlx::query(
                         "INSERT OR IGNORE INTO transactions (id, account_id, user_id, bank_transaction_id, created, booked_at,
                            amount, currency, description, merchant_name, category)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                         SELECT value ->> 0, ?2, ?3, value ->> 1, ?4, value ->> 2, value ->> 3, value ->> 4,
+                           value ->> 5, value ->> 6, value ->> 7
+                         FROM json_each(?1)",
                     )
-                    .bind(new_id().to_string())
+                    .bind(serde_json::Value::Array(rows).to_string())
                     .bind(&account.account_id)
                     .bind(&account.user_id)
-                    .bind(&t.bank_transaction_id)
                     .bind(to_ms(now))
-                    .bind(to_ms(t.booked_at))
-                    .bind(&t.amount)
-                    .bind(&t.currency)
-                    .bind(&t.description)
-                    .bind(&t.merchant_name)
-                    .bind(&t.category)
                     .execute(&mut *tx)
                     .await?;
-                    new_transactions += i64::try_from(inserted.rows_affected()).unwrap_or(0);
+                    new_transactions = i64::try_from(inserted.rows_affected()).unwrap_or(0);
                 }
                 sqlx::query("UPDATE accounts SET last_transaction_refresh_date = ?2, in_flight_since = NULL WHERE id = ?1")
                     .bind(&account.account_id)

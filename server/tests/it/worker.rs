@@ -81,6 +81,28 @@ async fn a_triggered_refresh_is_fetched_ingested_and_announced_once_per_account(
     }
     let stored = app.count("transactions").await;
     assert!(stored > 100);
+    // Every column in its place (they are written from one JSON array per row).
+    let listed = app
+        .get(&format!("/v1/users/{user}/transactions?limit=500"), &key)
+        .await;
+    let listed = listed.body["data"].as_array().unwrap();
+    assert!(listed.len() > 100);
+    for t in listed {
+        assert_eq!(t["created"], "2026-11-26T12:00:00.000Z", "{t}");
+        assert!(
+            t["bookedAt"].as_str().unwrap() <= "2026-11-26T12:00:00.000Z",
+            "{t}"
+        );
+        assert!(t["amount"].as_str().unwrap().parse::<f64>().is_ok(), "{t}");
+        assert_eq!(t["currency"], "GBP", "{t}");
+        assert!(!t["description"].as_str().unwrap().is_empty(), "{t}");
+        assert!(
+            ids.contains(&t["accountId"].as_str().unwrap().to_owned()),
+            "{t}"
+        );
+    }
+    assert!(listed.iter().any(|t| t.get("merchantName").is_some()));
+    assert!(listed.iter().any(|t| t.get("category").is_some()));
     let ev = events(&app).await;
     assert_eq!(ev.len(), 2);
     for (kind, payload) in &ev {
