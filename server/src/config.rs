@@ -110,6 +110,9 @@ pub struct ServeArgs {
     /// Allow http and loopback/private webhook targets (local development and tests only).
     #[arg(long, env = "FRESHET_INSECURE_WEBHOOK_TARGETS")]
     pub insecure_webhook_targets: bool,
+    /// Also trust the CA certificates of this PEM file for webhook targets (receivers behind a private CA).
+    #[arg(long, env = "FRESHET_WEBHOOK_CA_FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
     /// How long a webhook delivery's claim lasts before another process may send it (after a crash).
     #[arg(long, env = "FRESHET_WEBHOOK_LEASE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(i64).range(6..))]
     pub webhook_lease_seconds: i64,

@@ -121,11 +121,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "--insecure-webhook-targets: webhooks may go to http and private addresses (development only)"
         );
     }
-    Deliverer::new(
+    let roots = match &args.webhook_ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("{} holds no PEM certificates", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    Deliverer::with_roots(
         store.clone(),
         Arc::clone(&clock),
         args.webhook_targets(),
         args.delivery(),
+        roots,
     )
     .map_err(|e| anyhow::anyhow!("building the webhook client: {e}"))?
     .spawn();

@@ -117,7 +117,23 @@ impl Deliverer {
         targets: TargetPolicy,
         config: DeliveryConfig,
     ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        Self::with_roots(store, clock, targets, config, Vec::new())
+    }
+
+    /// The same, also trusting `roots` (`--webhook-ca-file`: receivers behind a private CA)
+    /// beside the public web PKI.
+    pub fn with_roots(
+        store: Store,
+        clock: Arc<Clock>,
+        targets: TargetPolicy,
+        config: DeliveryConfig,
+        roots: Vec<reqwest::Certificate>,
+    ) -> Result<Self, reqwest::Error> {
+        let mut builder = reqwest::Client::builder();
+        for root in roots {
+            builder = builder.add_root_certificate(root);
+        }
+        let client = builder
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
