@@ -116,6 +116,20 @@ fn subscription_from_row(row: SubscriptionRow, now: DateTime<Utc>) -> Option<Sub
     })
 }
 
+/// Whether subscription `id` exists and is `partner`'s: another partner's reads as missing.
+async fn owns<'e, E>(partner: Uuid, id: Uuid, executor: E) -> Result<bool, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT 1 FROM webhook_subscriptions WHERE id = ?1 AND partner_id = ?2")
+            .bind(id.to_string())
+            .bind(partner.to_string())
+            .fetch_optional(executor)
+            .await?;
+    Ok(row.is_some())
+}
+
 fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Encoding(e.to_string()))
 }
@@ -261,13 +275,7 @@ impl Store {
     /// Deletes a subscription with its deliveries and attempts; whether it existed.
     pub async fn delete_subscription(&self, partner: Uuid, id: Uuid) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let owned: Option<(i64,)> =
-            sqlx::query_as("SELECT 1 FROM webhook_subscriptions WHERE id = ?1 AND partner_id = ?2")
-                .bind(id.to_string())
-                .bind(partner.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-        if owned.is_none() {
+        if !owns(partner, id, &mut *tx).await? {
             return Ok(false);
         }
         for sql in [
@@ -557,13 +565,7 @@ impl Store {
         after: Option<&AttemptCursor>,
         limit: u32,
     ) -> Result<Option<(Vec<Attempt>, Option<String>)>, StoreError> {
-        let owned: Option<(i64,)> =
-            sqlx::query_as("SELECT 1 FROM webhook_subscriptions WHERE id = ?1 AND partner_id = ?2")
-                .bind(id.to_string())
-                .bind(partner.to_string())
-                .fetch_optional(&self.read)
-                .await?;
-        if owned.is_none() {
+        if !owns(partner, id, &self.read).await? {
             return Ok(None);
         }
         type Row = (
@@ -652,13 +654,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<bool>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let owned: Option<(i64,)> =
-            sqlx::query_as("SELECT 1 FROM webhook_subscriptions WHERE id = ?1 AND partner_id = ?2")
-                .bind(id.to_string())
-                .bind(partner.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-        if owned.is_none() {
+        if !owns(partner, id, &mut *tx).await? {
             return Ok(None);
         }
         let done = sqlx::query(
@@ -685,13 +681,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<u64>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let owned: Option<(i64,)> =
-            sqlx::query_as("SELECT 1 FROM webhook_subscriptions WHERE id = ?1 AND partner_id = ?2")
-                .bind(id.to_string())
-                .bind(partner.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-        if owned.is_none() {
+        if !owns(partner, id, &mut *tx).await? {
             return Ok(None);
         }
         let done = sqlx::query(
