@@ -4,6 +4,8 @@ state, every triggered account must have exactly one terminal event per job, and
 transaction may be stored twice. Usage: python3 scripts/crashtest.py path/to/freshet
 """
 import json, os, random, signal, sqlite3, subprocess, sys, tempfile, time, urllib.request
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import crashlib  # noqa: E402  (beside this script)
 
 BIN = sys.argv[1]
 USERS, KILLS = 200, 5
@@ -15,29 +17,10 @@ BASE = f"http://127.0.0.1:{PORT}"
 rng = random.Random(int(os.environ.get("CRASH_SEED", time.time())))
 
 def call(method, path, key, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(BASE + path, data=data, method=method, headers={"x-api-key": key})
-    if data is not None:
-        req.add_header("content-type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            text = r.read()
-            return r.status, json.loads(text) if text else None
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
+    return crashlib.call(BASE, method, path, key, body)
 
 def start():
-    log = open(os.path.join(work, "server.log"), "a")
-    p = subprocess.Popen([BIN, "serve", "--sandbox", "--database-url", DB, "--bind", f"127.0.0.1:{PORT}",
-                          "--worker-lease-seconds", "2", "--scheduled-refresh-seconds", str(30 * 86400),
-                          "--site-root", work], stdout=log, stderr=log)
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(BASE + "/healthz", timeout=1)
-            return p
-        except Exception:
-            time.sleep(0.05)
-    raise SystemExit("the server did not start")
+    return crashlib.start(BIN, BASE, PORT, DB, work, "--worker-lease-seconds", "2", "--scheduled-refresh-seconds", str(30 * 86400))
 
 def slow_bank(key):
     status, _ = call("POST", "/sandbox/v1/bank/faults", key, {"latencyMs": 150})

@@ -8,6 +8,8 @@ the receiver saw. Usage: python3 scripts/webhook_crashtest.py path/to/freshet
 import base64, hashlib, hmac, json, os, random, signal, sqlite3, subprocess, sys, tempfile, threading, time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import crashlib  # noqa: E402  (beside this script)
 
 BIN = sys.argv[1]
 USERS, ACCOUNTS, KILLS = 200, 10, 5
@@ -56,29 +58,10 @@ threading.Thread(target=receiver.serve_forever, daemon=True).start()
 HOOK_URL = f"http://127.0.0.1:{receiver.server_address[1]}/hooks"
 
 def call(method, path, key, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(BASE + path, data=data, method=method, headers={"x-api-key": key})
-    if data is not None:
-        req.add_header("content-type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            text = r.read()
-            return r.status, json.loads(text) if text else None
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
+    return crashlib.call(BASE, method, path, key, body)
 
 def start():
-    log = open(os.path.join(work, "server.log"), "a")
-    p = subprocess.Popen([BIN, "serve", "--sandbox", "--insecure-webhook-targets", "--database-url", DB,
-                          "--bind", f"127.0.0.1:{PORT}", "--worker-lease-seconds", "2",
-                          "--webhook-lease-seconds", "6", "--site-root", work], stdout=log, stderr=log)
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(BASE + "/healthz", timeout=1)
-            return p
-        except Exception:
-            time.sleep(0.05)
-    raise SystemExit("the server did not start")
+    return crashlib.start(BIN, BASE, PORT, DB, work, "--insecure-webhook-targets", "--worker-lease-seconds", "2", "--webhook-lease-seconds", "6")
 
 created = json.loads(subprocess.check_output([BIN, "partner", "create", "--name", "crash", "--database-url", DB]))
 key = created["apiKey"]
