@@ -40,6 +40,15 @@ pub(super) fn parse_strict_timestamp(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// A `limit` query parameter: 1 to 500.
+pub(super) fn page_limit(value: &str) -> Result<u32, ApiError> {
+    value
+        .parse()
+        .ok()
+        .filter(|n| (1..=500).contains(n))
+        .ok_or_else(|| bad("limit must be an integer from 1 to 500".to_owned()))
+}
+
 fn strict_timestamp(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
     parse_strict_timestamp(text).ok_or_else(|| {
         bad(format!(
@@ -83,13 +92,7 @@ fn filter(query: Option<&str>, allow_account_filter: bool) -> Result<Transaction
             ),
             "dateFrom" => filter.date_from = Some(strict_timestamp("dateFrom", &value)?),
             "dateTo" => filter.date_to = Some(strict_timestamp("dateTo", &value)?),
-            "limit" => {
-                filter.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=500).contains(n))
-                    .ok_or_else(|| bad("limit must be an integer from 1 to 500".to_owned()))?;
-            }
+            "limit" => filter.limit = page_limit(&value)?,
             "cursor" => {
                 filter.after = Some(
                     decode_cursor(&value)

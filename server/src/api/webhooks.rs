@@ -14,7 +14,7 @@ use super::Api;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, Caller};
 use super::openapi::Problem;
-use super::transactions::parse_strict_timestamp;
+use super::transactions::{page_limit, parse_strict_timestamp};
 use super::users::DataList;
 use crate::store::webhooks::{AttemptCursor, SubscriptionChange};
 use crate::webhooks::model::{Attempt, EVENT_TYPES, Subscription, TEST_EVENT_TYPE, WithSecret};
@@ -331,13 +331,7 @@ pub async fn deliveries(
     for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match name.as_ref() {
             "eventId" => event_id = Some(value.into_owned()),
-            "limit" => {
-                limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=500).contains(n))
-                    .ok_or_else(|| bad("limit must be an integer from 1 to 500".to_owned()))?;
-            }
+            "limit" => limit = page_limit(&value)?,
             "cursor" => {
                 cursor = Some(
                     AttemptCursor::parse(&value)
