@@ -12,6 +12,7 @@ pub mod format;
 pub mod model;
 pub mod pages;
 pub mod services;
+pub mod stream;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};

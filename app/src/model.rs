@@ -4,7 +4,7 @@
 
 use chrono::serde::{ts_milliseconds, ts_milliseconds_option};
 use chrono::{DateTime, Utc};
-use freshet_rules::{AccountState, ConsentStatus};
+use freshet_rules::{AccountState, ConsentStatus, EventType, Outcome, SkipReason};
 use serde::{Deserialize, Serialize};
 
 /// The signed-in portal user, as the server found them from the session cookie.
@@ -16,6 +16,174 @@ pub struct Viewer {
     pub partner_id: String,
     /// Their partner's name.
     pub partner_name: String,
+}
+
+/// A word of a closed set, as the portal shows and styles it (`data-state` attributes).
+pub trait Label {
+    /// The wire name, e.g. `PARTIALLY_FAILED`.
+    fn as_str(&self) -> &'static str;
+}
+
+/// Defines a closed set of names that travels as `SCREAMING_SNAKE_CASE`.
+macro_rules! states {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+        impl Label for $name {
+            fn as_str(&self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+    };
+}
+
+states! {
+    /// Where a job, or one account of it, is.
+    JobState {
+        /// Waiting for a worker.
+        Queued => "QUEUED",
+        /// Being fetched.
+        Running => "RUNNING",
+        /// Done.
+        Succeeded => "SUCCEEDED",
+        /// Some accounts failed (jobs only).
+        PartiallyFailed => "PARTIALLY_FAILED",
+        /// Failed.
+        Failed => "FAILED",
+    }
+}
+
+impl JobState {
+    /// Whether it has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::PartiallyFailed | Self::Failed)
+    }
+}
+
+states! {
+    /// Why a job exists.
+    JobKind {
+        /// A partner's on-demand refresh.
+        OnDemand => "ON_DEMAND",
+        /// The scheduler's periodic refresh.
+        Scheduled => "SCHEDULED",
+        /// The first fetch after a connection.
+        Initial => "INITIAL",
+    }
+}
+
+states! {
+    /// Where a user came from.
+    UserSource {
+        /// The partner's direct connection journey: refreshable on demand.
+        Direct => "DIRECT",
+        /// The marketplace: never refreshed on demand.
+        Marketplace => "MARKETPLACE",
+    }
+}
+
+states! {
+    /// Whether a subscription's deliveries go out.
+    SubscriptionState {
+        /// Delivering.
+        Active => "ACTIVE",
+        /// Paused by the partner.
+        Paused => "PAUSED",
+        /// Disabled by a 410 Gone.
+        Disabled => "DISABLED",
+    }
+}
+
+states! {
+    /// How one webhook attempt went.
+    AttemptOutcome {
+        /// Being sent now.
+        InProgress => "IN_PROGRESS",
+        /// Acknowledged with a 2xx.
+        Succeeded => "SUCCEEDED",
+        /// Anything else.
+        Failed => "FAILED",
+    }
+}
+
+states! {
+    /// Where a webhook delivery stands.
+    DeliveryState {
+        /// Waiting for its next attempt.
+        Pending => "PENDING",
+        /// Acknowledged.
+        Succeeded => "SUCCEEDED",
+        /// Failed for good (until redelivered).
+        Failed => "FAILED",
+    }
+}
+
+/// What the portal does to a webhook subscription (the value of its forms' `action`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscriptionAction {
+    /// Stop delivering; events are kept.
+    Pause,
+    /// Deliver again (and re-enable after a 410).
+    Resume,
+    /// Send a signed test event.
+    Test,
+    /// Delete it with its log.
+    Delete,
+    /// Replace the secret (the new one is shown once).
+    Rotate,
+}
+
+impl SubscriptionAction {
+    /// The form value, e.g. `pause`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+            Self::Test => "test",
+            Self::Delete => "delete",
+            Self::Rotate => "rotate",
+        }
+    }
+}
+
+/// How the sandbox bank should behave for the viewer's accounts (the value of the form's `kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Healthy.
+    None,
+    /// Answers 5xx.
+    ServerError,
+    /// Answers 429.
+    RateLimited,
+    /// Never answers.
+    Timeout,
+    /// Says the consent was revoked.
+    ConsentRevoked,
+}
+
+/// One event of the portal's live stream, as the page needs it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct LiveEvent {
+    /// Its type.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// What it is about.
+    pub payload: LivePayload,
+}
+
+/// The part of an event's payload the live page reads.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LivePayload {
+    /// The job (on-demand refreshes only).
+    pub job_id: Option<String>,
+    /// The account.
+    pub account_id: String,
 }
 
 /// One connected account as the portal shows it.
@@ -76,8 +244,8 @@ impl PortalAccount {
 pub struct UserDetail {
     /// The user's id.
     pub user_id: String,
-    /// `DIRECT` or `MARKETPLACE` (never refreshed on demand).
-    pub source: String,
+    /// Direct or marketplace (never refreshed on demand).
+    pub source: UserSource,
     /// The partner's reference.
     pub external_reference: Option<String>,
     /// The server's `now` when the data was read (the sandbox clock, when shifted).
@@ -98,8 +266,8 @@ pub struct UserDetail {
 pub struct UserListItem {
     /// The user.
     pub user_id: String,
-    /// `DIRECT` or `MARKETPLACE`.
-    pub source: String,
+    /// Direct or marketplace.
+    pub source: UserSource,
     /// The partner's reference.
     pub external_reference: Option<String>,
     /// When it was created.
@@ -129,8 +297,10 @@ pub struct UsersPage {
 pub struct AccountOutcome {
     /// The account.
     pub account_id: String,
-    /// `TRIGGERED`, `RATE_LIMITED` or `ACCOUNT_EXPIRED`.
-    pub outcome: String,
+    /// Triggered or skipped.
+    pub outcome: Outcome,
+    /// Why it was skipped.
+    pub reason: Option<SkipReason>,
 }
 
 /// What the refresh answered.
@@ -154,8 +324,8 @@ pub struct RefreshReply {
 pub struct ItemProgress {
     /// The account.
     pub account_id: String,
-    /// `QUEUED`, `RUNNING`, `SUCCEEDED`, `FAILED`.
-    pub state: String,
+    /// Where its fetch is.
+    pub state: JobState,
     /// New transactions, once succeeded.
     pub new_transactions: Option<i64>,
     /// Why it failed.
@@ -173,7 +343,7 @@ pub struct JobProgress {
     /// The job.
     pub job_id: String,
     /// Its status.
-    pub status: String,
+    pub status: JobState,
     /// Its accounts.
     pub items: Vec<ItemProgress>,
 }
@@ -185,10 +355,10 @@ pub struct JobListItem {
     pub job_id: String,
     /// Whose.
     pub user_id: String,
-    /// `ON_DEMAND`, `SCHEDULED`, `INITIAL`.
-    pub kind: String,
+    /// Why it exists.
+    pub kind: JobKind,
     /// Its status.
-    pub status: String,
+    pub status: JobState,
     /// When it was created.
     #[serde(with = "ts_milliseconds")]
     pub created_at: DateTime<Utc>,
@@ -216,7 +386,7 @@ pub struct JobItemView {
     /// The account.
     pub account_id: String,
     /// Its state.
-    pub state: String,
+    pub state: JobState,
     /// Fetch attempts.
     pub attempts: i64,
     /// When a worker took it.
@@ -243,8 +413,8 @@ pub struct JobEventView {
     /// When it was committed.
     #[serde(with = "ts_milliseconds")]
     pub created_at: DateTime<Utc>,
-    /// (subscription, delivery status, attempts).
-    pub deliveries: Vec<(String, String, i64)>,
+    /// Each delivery: (subscription, its state, attempts).
+    pub deliveries: Vec<(String, DeliveryState, i64)>,
 }
 
 /// A job with everything about it.
@@ -266,9 +436,9 @@ pub struct SubscriptionView {
     /// Where deliveries go.
     pub target_url: String,
     /// What it receives.
-    pub event_types: Vec<String>,
-    /// `ACTIVE`, `PAUSED`, `DISABLED`.
-    pub status: String,
+    pub event_types: Vec<EventType>,
+    /// Whether it delivers.
+    pub status: SubscriptionState,
     /// Why it was disabled.
     pub disabled_reason: Option<String>,
     /// When it was created.
@@ -288,8 +458,8 @@ pub struct AttemptView {
     /// When.
     #[serde(with = "ts_milliseconds")]
     pub attempted_at: DateTime<Utc>,
-    /// `IN_PROGRESS`, `SUCCEEDED`, `FAILED`.
-    pub outcome: String,
+    /// How it went.
+    pub outcome: AttemptOutcome,
     /// The receiver's status.
     pub status_code: Option<u16>,
     /// Latency.
@@ -302,7 +472,7 @@ pub struct AttemptView {
     #[serde(with = "ts_milliseconds_option")]
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// The delivery's state now.
-    pub delivery_status: String,
+    pub delivery_status: DeliveryState,
 }
 
 /// One point of the delivery chart.

@@ -6,8 +6,8 @@
 use leptos::prelude::*;
 
 use crate::model::{
-    ApiKeyView, JobDetail, JobProgress, JobsPage, RefreshReply, SubscriptionDetail,
-    SubscriptionView, UserDetail, UsersPage, Viewer,
+    ApiKeyView, FaultKind, JobDetail, JobProgress, JobsPage, RefreshReply, SubscriptionAction,
+    SubscriptionDetail, SubscriptionView, UserDetail, UsersPage, Viewer,
 };
 
 #[cfg(feature = "ssr")]
@@ -18,14 +18,14 @@ mod ssr {
     use std::sync::Arc;
 
     use crate::model::{
-        ApiKeyView, JobDetail, JobProgress, JobsPage, RefreshReply, SubscriptionDetail,
-        SubscriptionView, UserDetail, UsersPage, Viewer,
+        ApiKeyView, FaultKind, JobDetail, JobProgress, JobsPage, RefreshReply, SubscriptionAction,
+        SubscriptionDetail, SubscriptionView, UserDetail, UsersPage, Viewer,
     };
 
-    /// What the portal needs from the server. Implemented in `server/`, placed in context.
-    /// Every method acts for `viewer`'s partner only.
+    /// Users, their page, and refreshing them. Every method acts for `viewer`'s partner only
+    /// (so do those of the other traits).
     #[async_trait::async_trait]
-    pub trait PortalServices: Send + Sync + 'static {
+    pub trait UserPages: Send + Sync + 'static {
         /// A page of users whose id or reference contains `query`.
         async fn users(
             &self,
@@ -41,6 +41,11 @@ mod ssr {
             viewer: &Viewer,
             user_id: &str,
         ) -> Result<RefreshReply, ServiceError>;
+    }
+
+    /// Refresh jobs.
+    #[async_trait::async_trait]
+    pub trait JobPages: Send + Sync + 'static {
         /// Where a job is.
         async fn job_progress(
             &self,
@@ -56,6 +61,11 @@ mod ssr {
         ) -> Result<JobsPage, ServiceError>;
         /// One job with its accounts, events and deliveries.
         async fn job(&self, viewer: &Viewer, job_id: &str) -> Result<JobDetail, ServiceError>;
+    }
+
+    /// Webhook subscriptions.
+    #[async_trait::async_trait]
+    pub trait WebhookPages: Send + Sync + 'static {
         /// The webhook subscriptions.
         async fn subscriptions(
             &self,
@@ -74,12 +84,12 @@ mod ssr {
             target_url: &str,
             event_types: Vec<String>,
         ) -> Result<(String, String), ServiceError>;
-        /// `pause`, `resume`, `test`, `delete`, or `rotate` (which returns the new secret).
-        async fn subscription_action(
+        /// Acts on a subscription; rotating returns the new secret.
+        async fn act(
             &self,
             viewer: &Viewer,
             id: &str,
-            action: &str,
+            action: SubscriptionAction,
         ) -> Result<Option<String>, ServiceError>;
         /// Sends one event again.
         async fn redeliver(
@@ -91,10 +101,17 @@ mod ssr {
         /// Sends again every failed event of the last `hours`; how many.
         async fn recover(&self, viewer: &Viewer, id: &str, hours: u32)
         -> Result<u64, ServiceError>;
+    }
+
+    /// API keys, and the one showing of a new secret.
+    #[async_trait::async_trait]
+    pub trait KeyPages: Send + Sync + 'static {
         /// The API keys.
         async fn api_keys(&self, viewer: &Viewer) -> Result<Vec<ApiKeyView>, ServiceError>;
         /// A new API key (shown once).
         async fn create_api_key(&self, viewer: &Viewer) -> Result<String, ServiceError>;
+        /// Revokes a key.
+        async fn revoke_api_key(&self, viewer: &Viewer, id: &str) -> Result<(), ServiceError>;
         /// Keeps a secret for one showing to this viewer (for a few minutes); returns the
         /// token that the page it is shown on gets in its URL (never the secret itself).
         async fn stash_secret(
@@ -108,19 +125,22 @@ mod ssr {
             viewer: &Viewer,
             token: &str,
         ) -> Result<Option<String>, ServiceError>;
-        /// Revokes a key.
-        async fn revoke_api_key(&self, viewer: &Viewer, id: &str) -> Result<(), ServiceError>;
-        /// Sandbox: a new user with accounts in the states of `preset`; returns the user id.
+    }
+
+    /// The sandbox.
+    #[async_trait::async_trait]
+    pub trait SandboxPages: Send + Sync + 'static {
+        /// A new user with accounts in the states of `preset`; returns the user id.
         async fn sandbox_user(&self, viewer: &Viewer, preset: &str)
         -> Result<String, ServiceError>;
-        /// Sandbox: makes the bank misbehave (`none`, `server_error`, `rate_limited`, `timeout`, `consent_revoked`), optionally slow.
+        /// Makes the bank misbehave for the viewer's accounts, optionally slow.
         async fn sandbox_fault(
             &self,
             viewer: &Viewer,
-            kind: &str,
+            kind: FaultKind,
             latency_ms: u32,
         ) -> Result<(), ServiceError>;
-        /// Sandbox: moves the server's clock by `minutes` (from where it is).
+        /// Moves the server's clock by `minutes` (from where it is).
         async fn sandbox_shift_clock(
             &self,
             viewer: &Viewer,
@@ -128,8 +148,26 @@ mod ssr {
         ) -> Result<(), ServiceError>;
     }
 
-    /// The services as the server provides them in context.
-    pub type Services = Arc<dyn PortalServices>;
+    /// The services as the server provides them in context, one per area.
+    #[derive(Clone)]
+    pub struct Services {
+        /// Users and refreshes.
+        pub users: Arc<dyn UserPages>,
+        /// Jobs.
+        pub jobs: Arc<dyn JobPages>,
+        /// Webhooks.
+        pub webhooks: Arc<dyn WebhookPages>,
+        /// API keys and secrets shown once.
+        pub keys: Arc<dyn KeyPages>,
+        /// The sandbox.
+        pub sandbox: Arc<dyn SandboxPages>,
+    }
+
+    impl std::fmt::Debug for Services {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Services").finish_non_exhaustive()
+        }
+    }
 
     /// A failure on the server's side.
     #[derive(Debug)]
@@ -207,56 +245,56 @@ pub fn message(e: &ServerFnError) -> String {
 #[server]
 pub async fn get_users(query: String, page: u32) -> Result<UsersPage, ServerFnError> {
     let (s, v) = caller()?;
-    s.users(&v, &query, page).await.map_err(to_client)
+    s.users.users(&v, &query, page).await.map_err(to_client)
 }
 
 /// One user.
 #[server]
 pub async fn get_user(user_id: String) -> Result<UserDetail, ServerFnError> {
     let (s, v) = caller()?;
-    s.user(&v, &user_id).await.map_err(to_client)
+    s.users.user(&v, &user_id).await.map_err(to_client)
 }
 
 /// Refreshes a user's accounts.
 #[server]
 pub async fn refresh_user(user_id: String) -> Result<RefreshReply, ServerFnError> {
     let (s, v) = caller()?;
-    s.refresh(&v, &user_id).await.map_err(to_client)
+    s.users.refresh(&v, &user_id).await.map_err(to_client)
 }
 
 /// Where a job is.
 #[server]
 pub async fn get_job_progress(job_id: String) -> Result<JobProgress, ServerFnError> {
     let (s, v) = caller()?;
-    s.job_progress(&v, &job_id).await.map_err(to_client)
+    s.jobs.job_progress(&v, &job_id).await.map_err(to_client)
 }
 
 /// A page of jobs; of one user when `user_id` is not empty.
 #[server]
 pub async fn get_jobs(page: u32, user_id: String) -> Result<JobsPage, ServerFnError> {
     let (s, v) = caller()?;
-    s.jobs(&v, page, &user_id).await.map_err(to_client)
+    s.jobs.jobs(&v, page, &user_id).await.map_err(to_client)
 }
 
 /// One job.
 #[server]
 pub async fn get_job(job_id: String) -> Result<JobDetail, ServerFnError> {
     let (s, v) = caller()?;
-    s.job(&v, &job_id).await.map_err(to_client)
+    s.jobs.job(&v, &job_id).await.map_err(to_client)
 }
 
 /// The webhook subscriptions.
 #[server]
 pub async fn subscriptions() -> Result<Vec<SubscriptionView>, ServerFnError> {
     let (s, v) = caller()?;
-    s.subscriptions(&v).await.map_err(to_client)
+    s.webhooks.subscriptions(&v).await.map_err(to_client)
 }
 
 /// One subscription.
 #[server]
 pub async fn get_subscription(id: String) -> Result<SubscriptionDetail, ServerFnError> {
     let (s, v) = caller()?;
-    s.subscription(&v, &id).await.map_err(to_client)
+    s.webhooks.subscription(&v, &id).await.map_err(to_client)
 }
 
 #[cfg(feature = "ssr")]
@@ -273,9 +311,13 @@ pub async fn create_subscription(
     #[server(default)] event_types: Vec<String>,
 ) -> Result<(), ServerFnError> {
     let (s, v) = caller()?;
-    match s.create_subscription(&v, &target_url, event_types).await {
+    match s
+        .webhooks
+        .create_subscription(&v, &target_url, event_types)
+        .await
+    {
         Ok((id, secret)) => {
-            let token = s.stash_secret(&v, secret).await.map_err(to_client)?;
+            let token = s.keys.stash_secret(&v, secret).await.map_err(to_client)?;
             leptos_axum::redirect(&format!("/webhooks/{id}?reveal={token}"));
         }
         Err(e) => {
@@ -293,19 +335,19 @@ pub async fn create_subscription(
 /// Pause, resume, test, delete, or rotate: a plain form. Back to the page (which shows a
 /// rotated secret once), or to the list after a delete.
 #[server]
-pub async fn subscription_action(id: String, action: String) -> Result<(), ServerFnError> {
+pub async fn act_on_subscription(
+    id: String,
+    action: SubscriptionAction,
+) -> Result<(), ServerFnError> {
     let (s, v) = caller()?;
-    let secret = s
-        .subscription_action(&v, &id, &action)
-        .await
-        .map_err(to_client)?;
-    match (action.as_str(), secret) {
-        ("delete", _) => leptos_axum::redirect("/webhooks"),
+    let secret = s.webhooks.act(&v, &id, action).await.map_err(to_client)?;
+    match (action, secret) {
+        (SubscriptionAction::Delete, _) => leptos_axum::redirect("/webhooks"),
         (_, Some(secret)) => {
-            let token = s.stash_secret(&v, secret).await.map_err(to_client)?;
+            let token = s.keys.stash_secret(&v, secret).await.map_err(to_client)?;
             leptos_axum::redirect(&format!("/webhooks/{id}?done=rotate&reveal={token}"));
         }
-        (done, None) => leptos_axum::redirect(&format!("/webhooks/{id}?done={done}")),
+        (done, None) => leptos_axum::redirect(&format!("/webhooks/{id}?done={}", done.name())),
     }
     Ok(())
 }
@@ -314,14 +356,17 @@ pub async fn subscription_action(id: String, action: String) -> Result<(), Serve
 #[server]
 pub async fn reveal_secret(token: String) -> Result<Option<String>, ServerFnError> {
     let (s, v) = caller()?;
-    s.take_secret(&v, &token).await.map_err(to_client)
+    s.keys.take_secret(&v, &token).await.map_err(to_client)
 }
 
 /// Sends one event again (a plain form; back to the subscription's page).
 #[server]
 pub async fn redeliver(id: String, event_id: String) -> Result<(), ServerFnError> {
     let (s, v) = caller()?;
-    s.redeliver(&v, &id, &event_id).await.map_err(to_client)?;
+    s.webhooks
+        .redeliver(&v, &id, &event_id)
+        .await
+        .map_err(to_client)?;
     leptos_axum::redirect(&format!("/webhooks/{id}?done=redeliver"));
     Ok(())
 }
@@ -331,7 +376,11 @@ pub async fn redeliver(id: String, event_id: String) -> Result<(), ServerFnError
 #[server]
 pub async fn recover(id: String, hours: u32) -> Result<u64, ServerFnError> {
     let (s, v) = caller()?;
-    let n = s.recover(&v, &id, hours).await.map_err(to_client)?;
+    let n = s
+        .webhooks
+        .recover(&v, &id, hours)
+        .await
+        .map_err(to_client)?;
     leptos_axum::redirect(&format!("/webhooks/{id}?done=recover&recovered={n}"));
     Ok(n)
 }
@@ -340,15 +389,15 @@ pub async fn recover(id: String, hours: u32) -> Result<u64, ServerFnError> {
 #[server]
 pub async fn api_keys() -> Result<Vec<ApiKeyView>, ServerFnError> {
     let (s, v) = caller()?;
-    s.api_keys(&v).await.map_err(to_client)
+    s.keys.api_keys(&v).await.map_err(to_client)
 }
 
 /// A new API key (a plain form): back to the keys, which show it once.
 #[server]
 pub async fn create_api_key() -> Result<(), ServerFnError> {
     let (s, v) = caller()?;
-    let key = s.create_api_key(&v).await.map_err(to_client)?;
-    let token = s.stash_secret(&v, key).await.map_err(to_client)?;
+    let key = s.keys.create_api_key(&v).await.map_err(to_client)?;
+    let token = s.keys.stash_secret(&v, key).await.map_err(to_client)?;
     leptos_axum::redirect(&format!("/keys?reveal={token}"));
     Ok(())
 }
@@ -357,7 +406,7 @@ pub async fn create_api_key() -> Result<(), ServerFnError> {
 #[server]
 pub async fn revoke_api_key(id: String) -> Result<(), ServerFnError> {
     let (s, v) = caller()?;
-    s.revoke_api_key(&v, &id).await.map_err(to_client)?;
+    s.keys.revoke_api_key(&v, &id).await.map_err(to_client)?;
     leptos_axum::redirect("/keys?done=revoked");
     Ok(())
 }
@@ -366,16 +415,21 @@ pub async fn revoke_api_key(id: String) -> Result<(), ServerFnError> {
 #[server]
 pub async fn sandbox_user(preset: String) -> Result<String, ServerFnError> {
     let (s, v) = caller()?;
-    let id = s.sandbox_user(&v, &preset).await.map_err(to_client)?;
+    let id = s
+        .sandbox
+        .sandbox_user(&v, &preset)
+        .await
+        .map_err(to_client)?;
     leptos_axum::redirect(&format!("/users/{id}"));
     Ok(id)
 }
 
 /// Sandbox: bank faults (a plain form; back to the sandbox).
 #[server]
-pub async fn sandbox_fault(kind: String, latency_ms: u32) -> Result<(), ServerFnError> {
+pub async fn sandbox_fault(kind: FaultKind, latency_ms: u32) -> Result<(), ServerFnError> {
     let (s, v) = caller()?;
-    s.sandbox_fault(&v, &kind, latency_ms)
+    s.sandbox
+        .sandbox_fault(&v, kind, latency_ms)
         .await
         .map_err(to_client)?;
     leptos_axum::redirect("/sandbox?done=fault");
@@ -386,7 +440,8 @@ pub async fn sandbox_fault(kind: String, latency_ms: u32) -> Result<(), ServerFn
 #[server]
 pub async fn sandbox_shift_clock(minutes: i64) -> Result<(), ServerFnError> {
     let (s, v) = caller()?;
-    s.sandbox_shift_clock(&v, minutes)
+    s.sandbox
+        .sandbox_shift_clock(&v, minutes)
         .await
         .map_err(to_client)?;
     leptos_axum::redirect(&format!("/sandbox?done=clock&minutes={minutes}"));

@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 mod evaluate;
+mod events;
 mod model;
 mod policy;
 mod preview;
@@ -39,6 +40,7 @@ mod timestamp;
 mod js;
 
 pub use evaluate::evaluate;
+pub use events::EventType;
 pub use model::{
     AccountDecision, AccountState, ConsentStatus, Decision, EvaluationInput, Outcome, SkipReason,
     Status, Verdict,

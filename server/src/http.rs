@@ -12,9 +12,10 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::services::ServeDir;
 
-use crate::api::{self, Api, ApiError};
-use crate::portal::StorePortal;
-use crate::portal::session::{self, SignInLimiter};
+use crate::api::{self, ApiError};
+use crate::portal::Portal;
+use crate::portal::session;
+use crate::services::Services as UseCases;
 
 /// Everything a request handler may need, built once at start-up.
 #[derive(Clone, FromRef)]
@@ -23,10 +24,8 @@ pub struct AppState {
     pub leptos: LeptosOptions,
     /// What the portal's server functions call.
     pub portal: Services,
-    /// The partner API's services.
-    pub api: Arc<Api>,
-    /// Failed portal sign-ins, per email.
-    pub sign_ins: Arc<SignInLimiter>,
+    /// The use cases both fronts call.
+    pub services: Arc<UseCases>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -38,13 +37,12 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// The state of a server: the API's services, and the portal's over them.
-    pub fn new(site_root: &std::path::Path, api: Arc<Api>) -> Self {
+    /// The state of a server: the use cases, and the portal's services over them.
+    pub fn new(site_root: &std::path::Path, services: Arc<UseCases>) -> Self {
         Self {
             leptos: Self::leptos_options(site_root),
-            portal: Arc::new(StorePortal::new(Arc::clone(&api))),
-            api,
-            sign_ins: Arc::default(),
+            portal: Portal::services(Arc::clone(&services)),
+            services,
         }
     }
 
@@ -111,7 +109,7 @@ fn portal_routes() -> Vec<leptos_axum::AxumRouteListing> {
 /// The whole server as one router, for `main` and for tests.
 pub fn router(state: AppState) -> Router {
     let options = state.leptos.clone();
-    let portal: Services = Arc::clone(&state.portal);
+    let portal: Services = state.portal.clone();
     let pkg_dir =
         std::path::Path::new(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
     // Every page and server function sits behind the session gate.
@@ -119,7 +117,7 @@ pub fn router(state: AppState) -> Router {
         .leptos_routes_with_context(
             &state,
             portal_routes(),
-            move || provide_context(Arc::clone(&portal)),
+            move || provide_context(portal.clone()),
             {
                 let options = options.clone();
                 move || shell(options.clone())
@@ -127,18 +125,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/portal/events", get(session::events))
         .route("/auth/sign-out", post(session::sign_out))
-        .route(
-            "/auth/sign-in",
-            post(session::sign_in)
-                .with_state((Arc::clone(&state.api), Arc::clone(&state.sign_ins))),
-        )
+        .route("/auth/sign-in", post(session::sign_in))
         .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&state.api),
+            Arc::clone(&state.services),
             session::gate,
         ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .merge(api::routes::<AppState>(state.api.sandbox))
+        .merge(api::routes::<AppState>(state.services.sandbox))
         .merge(portal_pages)
         .nest_service(
             "/pkg",

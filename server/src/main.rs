@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use server::api::Api;
 use server::bank::http::HttpBank;
 use server::bank::sandbox::SandboxBank;
 use server::clock::Clock;
 use server::config::{Cli, Command, DatabaseArgs, PartnerCommand, PortalUserCommand, ServeArgs};
+use server::services::Services;
 use server::store::Store;
 use server::webhooks::Deliverer;
 use server::worker::Worker;
@@ -85,37 +85,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let clock = Arc::new(Clock::default());
     let policy = args.policy();
     let sandbox = args.sandbox || args.demo;
-    let seeded = if args.demo {
-        let seeded = demo::seed_if_empty(&store, clock.now())
-            .await
-            .context("seeding the demo")?;
-        if seeded.is_none() {
-            println!(
-                "demo: the database already has data; its API key was printed when it was first seeded \
-                 (start from an empty database to see a new one)"
-            );
-        }
-        seeded
-    } else {
-        None
-    };
-    if let Some(demo) = seeded {
-        println!("demo partner created: {}", demo.partner.partner_id);
-        println!("  API key (shown once): {}", demo.partner.api_key);
-        for (label, user_id) in &demo.users {
-            println!("  user {user_id}  {label}");
-        }
-        println!(
-            "  portal: http://{}/  sign in as {} with password {} (shown once)",
-            args.bind, demo.portal_user.0, demo.portal_user.1
-        );
-        println!(
-            "  try: curl -s -X POST -H 'x-api-key: {}' http://{}/v1/users/{}/accounts-refresh",
-            demo.partner.api_key, args.bind, demo.users[0].1
-        );
-    }
-    let mut api = Api::new(store.clone(), Arc::clone(&clock), policy, sandbox)
+    // The sandbox bank lives on the server's (shiftable) clock, on its own loopback port.
+    let bank = sandbox.then(|| Arc::new(SandboxBank::new(Arc::clone(&clock))));
+    let mut services = Services::new(store.clone(), Arc::clone(&clock), policy, sandbox)
         .with_webhook_targets(args.webhook_targets());
+    if let Some(bank) = &bank {
+        services = services.with_sandbox_bank(Arc::clone(bank));
+    }
+    let services = Arc::new(services);
+    if args.demo {
+        seed_demo(&services, &args).await?;
+    }
     if args.insecure_webhook_targets {
         tracing::warn!(
             "--insecure-webhook-targets: webhooks may go to http and private addresses (development only)"
@@ -139,12 +119,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("building the webhook client: {e}"))?
     .spawn();
     server::retention::spawn(store.clone(), Arc::clone(&clock));
-    if sandbox {
-        // The sandbox bank lives on the server's (shiftable) clock, on its own loopback port.
-        let bank = Arc::new(SandboxBank::new(Arc::clone(&clock)));
-        let addr = serve_sandbox_bank(Arc::clone(&bank), args.sandbox_bank_bind).await?;
+    if let Some(bank) = bank {
+        let addr = serve_sandbox_bank(bank, args.sandbox_bank_bind).await?;
         tracing::info!("sandbox bank listening on http://{addr}");
-        api = api.with_sandbox_bank(bank);
         // Workers fetch triggered accounts from it, over HTTP like from any bank.
         let connector = HttpBank::new(format!("http://{addr}"), std::time::Duration::from_secs(10))
             .map_err(|e| anyhow::anyhow!("building the bank connector: {e}"))?;
@@ -157,8 +134,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             chrono::TimeDelta::seconds(args.scheduled_refresh_seconds),
         );
     }
-    let api = Arc::new(api);
-    let state = AppState::new(&args.site_root, api);
+    let state = AppState::new(&args.site_root, services);
     if state.leptos.output_name.as_ref() == "freshet" {
         tracing::warn!(site_root = %args.site_root.display(), "no portal wasm found: pages will render but not hydrate (run scripts/run)");
     }
@@ -186,6 +162,34 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         } => tracing::warn!("connections still open 5 s after the shutdown signal (event streams): closing them"),
     }
     store.close().await;
+    Ok(())
+}
+
+/// Seeds the demo on an empty database and prints how to use it.
+async fn seed_demo(services: &Services, args: &ServeArgs) -> anyhow::Result<()> {
+    let Some(demo) = demo::seed_if_empty(services)
+        .await
+        .context("seeding the demo")?
+    else {
+        println!(
+            "demo: the database already has data; its API key was printed when it was first seeded \
+             (start from an empty database to see a new one)"
+        );
+        return Ok(());
+    };
+    println!("demo partner created: {}", demo.partner.partner_id);
+    println!("  API key (shown once): {}", demo.partner.api_key);
+    for (label, user_id) in &demo.users {
+        println!("  user {user_id}  {label}");
+    }
+    println!(
+        "  portal: http://{}/  sign in as {} with password {} (shown once)",
+        args.bind, demo.portal_user.0, demo.portal_user.1
+    );
+    println!(
+        "  try: curl -s -X POST -H 'x-api-key: {}' http://{}/v1/users/{}/accounts-refresh",
+        demo.partner.api_key, args.bind, demo.users[0].1
+    );
     Ok(())
 }
 

@@ -10,11 +10,10 @@ use chrono::TimeDelta;
 use tokio::sync::Semaphore;
 
 use crate::bank::retry::RetryPolicy;
-use crate::bank::sandbox::consent_id;
 use crate::bank::{Bank, BankAccount, BankError, FetchedTransaction};
 use crate::clock::Clock;
 use crate::random::random_unit;
-use crate::store::work::{ClaimedAccount, Outcome};
+use crate::store::{ClaimedAccount, Outcome};
 use crate::store::{Store, StoreError};
 
 /// One worker (several may run, in one process or many: leases keep them apart).
@@ -113,8 +112,8 @@ impl Worker {
 
     async fn fetch(&self, account: &ClaimedAccount) -> Result<Vec<FetchedTransaction>, BankError> {
         let bank_account = BankAccount {
-            consent_id: consent_id(&account.persona, &account.account_id),
-            account_id: account.account_id.clone(),
+            consent_id: account.bank.consent_id.clone(),
+            account_id: account.bank.account_id.clone(),
         };
         let mut attempt = 1;
         loop {

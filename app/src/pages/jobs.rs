@@ -6,6 +6,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::{LoadError, Loading, StatusBadge, Time};
 use crate::model::JobListItem;
+use crate::model::Label;
 use crate::services::{get_job, get_jobs};
 
 fn duration(job: &JobListItem) -> String {
@@ -63,8 +64,8 @@ pub fn JobsPage() -> impl IntoView {
                                                 <tr>
                                                     <th scope="row"><a href=format!("/jobs/{}", j.job_id)><code>{j.job_id.clone()}</code></a>
                                                         <a class="muted ref" href=format!("/users/{}", j.user_id)>"user"</a></th>
-                                                    <td>{j.kind.replace('_', " ").to_lowercase()}</td>
-                                                    <td><StatusBadge status=j.status.clone() /></td>
+                                                    <td>{j.kind.as_str().replace('_', " ").to_lowercase()}</td>
+                                                    <td><StatusBadge status=j.status.as_str() /></td>
                                                     <td>{j.done} " / " {j.accounts}</td>
                                                     <td><Time at=j.created_at /></td>
                                                     <td>{took}</td>
@@ -105,8 +106,8 @@ pub fn JobPage() -> impl IntoView {
                             <section class="panel" aria-labelledby="job-heading" data-testid="job-page">
                                 <h1 id="job-heading">"Job " <code>{j.job_id.clone()}</code></h1>
                                 <p>
-                                    <StatusBadge status=j.status.clone() />
-                                    " " {j.kind.replace('_', " ").to_lowercase()} " refresh of "
+                                    <StatusBadge status=j.status.as_str() />
+                                    " " {j.kind.as_str().replace('_', " ").to_lowercase()} " refresh of "
                                     <a href=format!("/users/{}", j.user_id)>"user " <code>{j.user_id.clone()}</code></a>
                                     ", started " <Time at=j.created_at /> ", " {took}
                                 </p>
@@ -118,7 +119,7 @@ pub fn JobPage() -> impl IntoView {
                                         {detail.items.into_iter().map(|it| view! {
                                             <tr>
                                                 <th scope="row"><code>{it.account_id}</code></th>
-                                                <td><StatusBadge status=it.state /></td>
+                                                <td><StatusBadge status=it.state.as_str() /></td>
                                                 <td>{it.attempts}</td>
                                                 <td>{it.started_at.map(|at| view! { <Time at /> })}</td>
                                                 <td>{it.finished_at.map(|at| view! { <Time at /> })}</td>
@@ -145,7 +146,7 @@ pub fn JobPage() -> impl IntoView {
                                                             view! { <li class="muted">"no webhook subscription wanted it"</li> }.into_any()
                                                         } else {
                                                             e.deliveries.into_iter().map(|(sub, status, attempts)| view! {
-                                                                <li><a href=format!("/webhooks/{sub}")>"subscription"</a> ": " <StatusBadge status /> " after " {attempts} " attempt(s)"</li>
+                                                                <li><a href=format!("/webhooks/{sub}")>"subscription"</a> ": " <StatusBadge status=status.as_str() /> " after " {attempts} " attempt(s)"</li>
                                                             }).collect_view().into_any()
                                                         }}
                                                     </ul>

@@ -77,6 +77,6 @@ pub fn LoadError(error: ServerFnError, what: &'static str) -> impl IntoView {
 
 /// A status as a coloured badge.
 #[component]
-pub fn StatusBadge(status: String) -> impl IntoView {
-    view! { <span class="badge" data-state=status.clone()>{status.replace('_', " ").to_lowercase()}</span> }
+pub fn StatusBadge(status: &'static str) -> impl IntoView {
+    view! { <span class="badge" data-state=status>{status.replace('_', " ").to_lowercase()}</span> }
 }

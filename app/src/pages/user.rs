@@ -8,14 +8,19 @@
 //! wrong laptop clock or a shifted sandbox clock.
 
 use chrono::{DateTime, Utc};
-use freshet_rules::{AccountState, RefreshPolicy, SkipReason, Status, Verdict, format_countdown};
+use freshet_rules::{
+    AccountState, Outcome, RefreshPolicy, SkipReason, Status, Verdict, format_countdown,
+};
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
 use super::{LoadError, Loading};
 use crate::clock::current_time;
 use crate::format::{exact, relative};
-use crate::model::{ItemProgress, JobProgress, PortalAccount, RefreshReply, UserDetail};
+use crate::model::{
+    AccountOutcome, ItemProgress, JobProgress, JobState, Label, PortalAccount, RefreshReply,
+    UserDetail, UserSource,
+};
 use crate::services::{get_user, message, refresh_user};
 
 /// `/users/{id}`.
@@ -97,8 +102,13 @@ fn tick(now: RwSignal<DateTime<Utc>>) {
     });
 }
 
-fn is_terminal(state: &str) -> bool {
-    matches!(state, "SUCCEEDED" | "FAILED" | "PARTIALLY_FAILED")
+/// The code of a server's answer for one account: `TRIGGERED`, or the skip's reason.
+fn answer_code(a: &AccountOutcome) -> &'static str {
+    match (a.outcome, a.reason) {
+        (Outcome::Triggered, _) => "TRIGGERED",
+        (Outcome::Skipped, Some(SkipReason::RateLimited)) => "RATE_LIMITED",
+        (Outcome::Skipped, _) => "ACCOUNT_EXPIRED",
+    }
 }
 
 /// Puts a job's news into the rows: item states, and the accounts' new refresh dates.
@@ -111,7 +121,7 @@ fn apply(
     accounts.update(|list| {
         for item in &progress.items {
             if let Some(a) = list.iter_mut().find(|a| a.account_id == item.account_id) {
-                if is_terminal(&item.state) {
+                if item.state.is_terminal() {
                     a.in_flight_since = None;
                 }
                 a.last_transaction_refresh_date = item.last_refresh;
@@ -122,78 +132,89 @@ fn apply(
     job.set(Some(progress));
 }
 
-/// Follows a job until it ends: every event of the partner's stream that names it, and a
-/// once-a-second look for the QUEUED → RUNNING step (which has no event), fetch its state.
+/// Follows a job until it ends. Each event of the partner's stream about the job's
+/// accounts makes the page read the job once (no timer while events flow); the one step
+/// without an event, QUEUED → RUNNING, is looked for once a second until no account of the
+/// job is queued. The stream closes when the job ends or the island goes away.
 #[cfg(feature = "hydrate")]
 fn follow(
     job_id: String,
     job: RwSignal<Option<JobProgress>>,
     accounts: RwSignal<Vec<PortalAccount>>,
 ) {
-    use std::cell::Cell;
+    use std::cell::{Cell, RefCell};
     use std::rc::Rc;
-    use wasm_bindgen::JsCast;
-    use wasm_bindgen::closure::Closure;
 
+    use crate::model::LiveEvent;
     use crate::services::get_job_progress;
+    use crate::stream::LiveStream;
 
     let done = Rc::new(Cell::new(false));
+    let stream: Rc<RefCell<Option<LiveStream>>> = Rc::default();
+    let poll: Rc<Cell<Option<leptos::prelude::IntervalHandle>>> = Rc::default();
     let fetch = {
-        let (done, job_id) = (Rc::clone(&done), job_id.clone());
+        let (done, stream, poll, job_id) = (
+            Rc::clone(&done),
+            Rc::clone(&stream),
+            Rc::clone(&poll),
+            job_id.clone(),
+        );
         Rc::new(move || {
             if done.get() {
                 return;
             }
-            let (done, job_id) = (Rc::clone(&done), job_id.clone());
+            let (done, stream, poll, job_id) = (
+                Rc::clone(&done),
+                Rc::clone(&stream),
+                Rc::clone(&poll),
+                job_id.clone(),
+            );
             leptos::task::spawn_local(async move {
-                if let Ok(progress) = get_job_progress(job_id).await {
-                    if is_terminal(&progress.status) {
-                        done.set(true);
-                    }
-                    apply(progress, job, accounts);
+                let Ok(progress) = get_job_progress(job_id).await else {
+                    return;
+                };
+                let ended = progress.status.is_terminal();
+                let queued = progress.items.iter().any(|i| i.state == JobState::Queued);
+                apply(progress, job, accounts);
+                if ended {
+                    done.set(true);
+                    stream.borrow_mut().take();
+                }
+                if (ended || !queued)
+                    && let Some(handle) = poll.take()
+                {
+                    handle.clear();
                 }
             });
         })
     };
-    let source = web_sys::EventSource::new("/portal/events").ok();
-    if let Some(source) = &source {
-        let (fetch, job_id) = (Rc::clone(&fetch), job_id.clone());
-        let on_event =
-            Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
-                if e.data().as_string().is_some_and(|d| d.contains(&job_id)) {
-                    fetch();
-                }
-            });
-        for event_type in [
-            "v1.account_transactions.on_demand_refresh.succeeded",
-            "v1.account_transactions.on_demand_refresh.failed",
-        ] {
-            let _ = source
-                .add_event_listener_with_callback(event_type, on_event.as_ref().unchecked_ref());
+    let on_event = {
+        let fetch = Rc::clone(&fetch);
+        move |event: LiveEvent| {
+            let ours = match &event.payload.job_id {
+                Some(id) => *id == job_id,
+                // Scheduled and initial jobs' events name no job: match the account.
+                None => job.with_untracked(|j| {
+                    j.as_ref().is_some_and(|j| {
+                        j.items
+                            .iter()
+                            .any(|i| i.account_id == event.payload.account_id)
+                    })
+                }),
+            };
+            if ours {
+                fetch();
+            }
         }
-        // Lives as long as the page; the stream is closed when the job ends.
-        on_event.forget();
-    }
-    let handle: Rc<Cell<Option<leptos::prelude::IntervalHandle>>> = Rc::new(Cell::new(None));
-    let interval = {
-        let handle = Rc::clone(&handle);
-        set_interval_with_handle(
-            move || {
-                if done.get() {
-                    if let Some(source) = &source {
-                        source.close();
-                    }
-                    if let Some(h) = handle.take() {
-                        h.clear();
-                    }
-                } else {
-                    fetch();
-                }
-            },
-            std::time::Duration::from_millis(1000),
-        )
     };
-    handle.set(interval.ok());
+    *stream.borrow_mut() = LiveStream::open(on_event);
+    let closer = send_wrapper::SendWrapper::new(Rc::clone(&stream));
+    on_cleanup(move || {
+        closer.borrow_mut().take();
+    });
+    let tick = Rc::clone(&fetch);
+    poll.set(set_interval_with_handle(move || tick(), std::time::Duration::from_millis(1000)).ok());
+    fetch();
 }
 
 #[cfg(not(feature = "hydrate"))]
@@ -234,7 +255,7 @@ fn UserLive(user: UserDetail) -> impl IntoView {
                         let triggered: Vec<String> = answer
                             .accounts
                             .iter()
-                            .filter(|a| a.outcome == "TRIGGERED")
+                            .filter(|a| a.outcome == Outcome::Triggered)
                             .map(|a| a.account_id.clone())
                             .collect();
                         accounts.update(|list| {
@@ -247,12 +268,12 @@ fn UserLive(user: UserDetail) -> impl IntoView {
                         });
                         job.set(Some(JobProgress {
                             job_id: job_id.clone(),
-                            status: "QUEUED".to_owned(),
+                            status: JobState::Queued,
                             items: triggered
                                 .into_iter()
                                 .map(|account_id| ItemProgress {
                                     account_id,
-                                    state: "QUEUED".to_owned(),
+                                    state: JobState::Queued,
                                     new_transactions: None,
                                     error_code: None,
                                     last_refresh: None,
@@ -269,7 +290,7 @@ fn UserLive(user: UserDetail) -> impl IntoView {
             busy.set(false);
         });
     };
-    let marketplace = user.source == "MARKETPLACE";
+    let marketplace = user.source == UserSource::Marketplace;
     let rows = (0..count)
         .map(|i| view! { <AccountRow i accounts now preview reply job /> })
         .collect_view();
@@ -338,7 +359,7 @@ fn RefreshAnswer(
 ) -> impl IntoView {
     let answer = move || {
         reply.get().map(|r| {
-            let triggered = r.accounts.iter().filter(|a| a.outcome == "TRIGGERED").count();
+            let triggered = r.accounts.iter().filter(|a| a.outcome == Outcome::Triggered).count();
             let text = match (&r.refused, r.status) {
                 (Some(why), _) => why.clone(),
                 (None, 201) => format!("Triggered {triggered} of {} accounts.", r.accounts.len()),
@@ -354,9 +375,9 @@ fn RefreshAnswer(
     let progress = move || {
         job.get().map(|j| {
             let total = j.items.len();
-            let done = j.items.iter().filter(|i| is_terminal(&i.state)).count();
+            let done = j.items.iter().filter(|i| i.state.is_terminal()).count();
             view! {
-                <div class="progress" data-testid="job-progress" data-status=j.status.clone()>
+                <div class="progress" data-testid="job-progress" data-status=j.status.as_str()>
                     <label for="job-bar">
                         "Job " <a href=format!("/jobs/{}", j.job_id)><code>{j.job_id.clone()}</code></a>
                         ": " {done} " of " {total} " accounts done"
@@ -451,7 +472,7 @@ fn AccountRow(
                     r.accounts
                         .iter()
                         .find(|a| a.account_id == id)
-                        .map(|a| a.outcome.clone())
+                        .map(answer_code)
                 })
             })
         }
@@ -469,16 +490,16 @@ fn AccountRow(
         let outcome = server_outcome();
         match item() {
             Some(it) => {
-                let text = match it.state.as_str() {
-                    "QUEUED" => "Queued".to_owned(),
-                    "RUNNING" => "Fetching…".to_owned(),
-                    "SUCCEEDED" => format!("Done: {} new transactions", it.new_transactions.unwrap_or(0)),
+                let text = match it.state {
+                    JobState::Queued => "Queued".to_owned(),
+                    JobState::Running => "Fetching…".to_owned(),
+                    JobState::Succeeded => format!("Done: {} new transactions", it.new_transactions.unwrap_or(0)),
                     _ => format!("Failed: {}", reason(it.error_code.as_deref())),
                 };
-                view! { <span class="badge" data-state=it.state.clone() data-testid=format!("live-{i}")>{text}</span> }.into_any()
+                view! { <span class="badge" data-state=it.state.as_str() data-testid=format!("live-{i}")>{text}</span> }.into_any()
             }
             None => match outcome {
-                Some(o) => view! { <span class="badge" data-outcome=o.clone() data-testid=format!("server-outcome-{i}")>{outcome_words(&o)}</span> }.into_any(),
+                Some(o) => view! { <span class="badge" data-outcome=o data-testid=format!("server-outcome-{i}")>{outcome_words(o)}</span> }.into_any(),
                 None => view! { <span class="muted">"—"</span> }.into_any(),
             },
         }
@@ -492,7 +513,7 @@ fn AccountRow(
                         r.accounts
                             .iter()
                             .find(|a| a.account_id == id)
-                            .map(|a| a.outcome.clone())
+                            .map(answer_code)
                     })
                 })
                 .unwrap_or_default()

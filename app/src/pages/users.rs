@@ -6,6 +6,7 @@ use leptos_router::hooks::use_query_map;
 
 use super::{LoadError, Loading, Time};
 use crate::format::relative;
+use crate::model::Label;
 use crate::services::get_users;
 
 /// `/?q=...&page=N`.
@@ -60,7 +61,7 @@ pub fn UsersPage() -> impl IntoView {
                                                         <a href=format!("/users/{}", u.user_id)><code>{u.user_id.clone()}</code></a>
                                                         {u.external_reference.map(|r| view! { <span class="muted ref">{r}</span> })}
                                                     </th>
-                                                    <td>{u.source.to_lowercase()}</td>
+                                                    <td>{u.source.as_str().to_lowercase()}</td>
                                                     <td>{u.accounts}</td>
                                                     <td>{u.last_refresh.map_or_else(|| "never".to_owned(), |at| relative(at, now))}</td>
                                                     <td><Time at=u.created_at /></td>

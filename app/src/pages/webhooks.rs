@@ -7,20 +7,13 @@ use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::{LoadError, Loading, StatusBadge, Time};
-use crate::model::ChartPoint;
+use freshet_rules::EventType;
+
+use crate::model::{ChartPoint, Label, SubscriptionAction, SubscriptionState};
 use crate::services::{
-    CreateSubscription, Recover, Redeliver as RedeliverFn, SubscriptionAction, get_subscription,
+    ActOnSubscription, CreateSubscription, Recover, Redeliver as RedeliverFn, get_subscription,
     reveal_secret, subscriptions,
 };
-
-/// The event types a subscription may ask for (the server checks them too).
-const EVENT_TYPES: [&str; 5] = [
-    "v1.account_transactions.on_demand_refresh.succeeded",
-    "v1.account_transactions.on_demand_refresh.failed",
-    "v1.account_transactions.user_initiated.succeeded",
-    "v1.account_transactions.scheduled_refresh.succeeded",
-    "v1.account_transactions.scheduled_refresh.failed",
-];
 
 /// `/webhooks`.
 #[component]
@@ -42,7 +35,7 @@ pub fn WebhooksPage() -> impl IntoView {
                                         <tr>
                                             <th scope="row"><a href=format!("/webhooks/{}", s.id)>{s.target_url}</a></th>
                                             <td>{s.event_types.len()} " type(s)"</td>
-                                            <td><StatusBadge status=s.status /></td>
+                                            <td><StatusBadge status=s.status.as_str() /></td>
                                             <td><Time at=s.created_at /></td>
                                         </tr>
                                     }).collect_view()}
@@ -77,10 +70,10 @@ fn Subscribe() -> impl IntoView {
             </label>
             <fieldset>
                 <legend>"Events"</legend>
-                {EVENT_TYPES.iter().enumerate().map(|(i, t)| view! {
+                {EventType::ALL.iter().enumerate().map(|(i, t)| view! {
                     <label class="check">
-                        <input type="checkbox" name=format!("event_types[{i}]") value=*t checked=i < 2 />
-                        " " <code>{*t}</code>
+                        <input type="checkbox" name=format!("event_types[{i}]") value=t.as_str() checked=i < 2 />
+                        " " <code>{t.as_str()}</code>
                     </label>
                 }).collect_view()}
             </fieldset>
@@ -128,10 +121,10 @@ pub fn SubscriptionPage() -> impl IntoView {
                         view! {
                             <section class="panel" aria-labelledby="sub-heading" data-testid="subscription-page">
                                 <h1 id="sub-heading">"Subscription"</h1>
-                                <p><code data-testid="subscription-target">{s.target_url.clone()}</code> " " <StatusBadge status=s.status.clone() />
+                                <p><code data-testid="subscription-target">{s.target_url.clone()}</code> " " <StatusBadge status=s.status.as_str() />
                                     {s.disabled_reason.map(|r| view! { <span class="muted">" (the receiver answered 410 Gone: " {r.to_lowercase()} ")"</span> })}</p>
-                                <p class="muted">{s.event_types.join(", ")}</p>
-                                <Controls id=id.clone() status=s.status.clone() secret />
+                                <p class="muted">{s.event_types.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")}</p>
+                                <Controls id=id.clone() status=s.status secret />
                             </section>
                             <section class="panel" aria-labelledby="chart-heading">
                                 <h2 id="chart-heading">"Last 24 hours"</h2>
@@ -155,11 +148,11 @@ pub fn SubscriptionPage() -> impl IntoView {
                                                     };
                                                     let event_id = a.event_id.clone();
                                                     view! {
-                                                        <tr data-testid="attempt" data-event-id=event_id data-outcome=a.outcome.clone()>
+                                                        <tr data-testid="attempt" data-event-id=event_id data-outcome=a.outcome.as_str()>
                                                             <th scope="row"><code>{a.event_type}</code><code class="account-id">{a.event_id.clone()}</code></th>
                                                             <td>{a.attempt}</td>
                                                             <td><Time at=a.attempted_at /></td>
-                                                            <td><span class="badge" data-state=a.outcome.clone() data-testid="attempt-status" title=a.response_excerpt.unwrap_or_default()>{result}</span></td>
+                                                            <td><span class="badge" data-state=a.outcome.as_str() data-testid="attempt-status" title=a.response_excerpt.unwrap_or_default()>{result}</span></td>
                                                             <td>{a.latency_ms.map(|l| format!("{l} ms"))}</td>
                                                             <td>{a.next_attempt_at.map(|at| view! { <Time at /> })}</td>
                                                             <td><Redeliver id=id.clone() event_id=a.event_id /></td>
@@ -183,7 +176,7 @@ pub fn SubscriptionPage() -> impl IntoView {
 /// functions (no wasm; the server sends the browser back); rotating shows a secret, so it
 /// is an island.
 #[component]
-fn Controls(id: String, status: String, secret: Option<String>) -> impl IntoView {
+fn Controls(id: String, status: SubscriptionState, secret: Option<String>) -> impl IntoView {
     let query = use_query_map();
     let rotated = query.with_untracked(|q| q.get("done").as_deref() == Some("rotate"));
     let intro = if rotated {
@@ -206,25 +199,30 @@ fn Controls(id: String, status: String, secret: Option<String>) -> impl IntoView
         )),
         _ => None,
     });
-    let paused = status != "ACTIVE";
-    let act = action_path::<SubscriptionAction>();
+    let paused = status != SubscriptionState::Active;
+    let act = action_path::<ActOnSubscription>();
+    let toggle = if paused {
+        SubscriptionAction::Resume
+    } else {
+        SubscriptionAction::Pause
+    };
     let recover_path = action_path::<Recover>();
     let hidden_id = id.clone();
     view! {
         <div class="actions" data-testid="controls">
             <form method="post" action=act>
                 <input type="hidden" name="id" value=hidden_id.clone() />
-                <input type="hidden" name="action" value=if paused { "resume" } else { "pause" } />
+                <input type="hidden" name="action" value=toggle.name() />
                 <button type="submit" data-testid="toggle-pause">{if paused { "Resume" } else { "Pause" }}</button>
             </form>
             <form method="post" action=act>
                 <input type="hidden" name="id" value=hidden_id.clone() />
-                <input type="hidden" name="action" value="test" />
+                <input type="hidden" name="action" value=SubscriptionAction::Test.name() />
                 <button type="submit" data-testid="send-test">"Send a test event"</button>
             </form>
             <form method="post" action=act>
                 <input type="hidden" name="id" value=hidden_id.clone() />
-                <input type="hidden" name="action" value="rotate" />
+                <input type="hidden" name="action" value=SubscriptionAction::Rotate.name() />
                 <button type="submit" data-testid="rotate">"Rotate the secret"</button>
             </form>
             <form method="post" action=recover_path class="inline-form">
@@ -236,7 +234,7 @@ fn Controls(id: String, status: String, secret: Option<String>) -> impl IntoView
             </form>
             <form method="post" action=act>
                 <input type="hidden" name="id" value=hidden_id />
-                <input type="hidden" name="action" value="delete" />
+                <input type="hidden" name="action" value=SubscriptionAction::Delete.name() />
                 <button type="submit" class="danger" data-testid="delete">"Delete"</button>
             </form>
         </div>

@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::refresh::RefreshError;
+use crate::services::Error;
 use crate::store::StoreError;
 
 tokio::task_local! {
@@ -137,23 +137,40 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<RefreshError> for ApiError {
-    fn from(e: RefreshError) -> Self {
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let detail = e.to_string();
         match e {
-            RefreshError::UserNotFound => Self::user_not_found(),
-            RefreshError::MarketplaceUser => {
-                Self::Forbidden("MARKETPLACE_USER_NOT_SUPPORTED", e.to_string())
+            Error::UserNotFound => Self::user_not_found(),
+            Error::AccountNotFound(detail) => Self::NotFound("ACCOUNT_NOT_FOUND", detail),
+            Error::JobNotFound => {
+                Self::NotFound("JOB_NOT_FOUND", "the jobId does not exist for this user")
             }
-            RefreshError::DirectNotEnabled => {
-                Self::Forbidden("DIRECT_CONNECTION_NOT_ENABLED", e.to_string())
+            Error::SubscriptionNotFound => Self::NotFound(
+                "SUBSCRIPTION_NOT_FOUND",
+                "the subscriptionId does not exist for this partner",
+            ),
+            Error::DeliveryNotFound => Self::NotFound(
+                "DELIVERY_NOT_FOUND",
+                "this subscription has no delivery of that eventId",
+            ),
+            Error::KeyNotFound => Self::NotFound("ROUTE_NOT_FOUND", "no such API key"),
+            Error::MarketplaceUser => Self::Forbidden("MARKETPLACE_USER_NOT_SUPPORTED", detail),
+            Error::DirectNotEnabled => Self::Forbidden("DIRECT_CONNECTION_NOT_ENABLED", detail),
+            Error::IdempotencyKeyReused => Self::Unprocessable("IDEMPOTENCY_KEY_REUSED", detail),
+            Error::InvalidEventType(detail) => Self::BadRequest("INVALID_EVENT_TYPE", detail),
+            Error::InvalidTarget(detail) => Self::BadRequest("INVALID_WEBHOOK_TARGET", detail),
+            Error::TargetNotAllowed(detail) => {
+                Self::BadRequest("WEBHOOK_TARGET_NOT_ALLOWED", detail)
             }
-            RefreshError::IdempotencyKeyReused => {
-                Self::Unprocessable("IDEMPOTENCY_KEY_REUSED", e.to_string())
-            }
-            RefreshError::Store(e) => Self::Internal(e.to_string()),
-            RefreshError::Stopped | RefreshError::NotCommitted => Self::Unavailable(
+            Error::Invalid(detail) => Self::BadRequest("INVALID_BODY", detail),
+            Error::SandboxOff => Self::NotFound("ROUTE_NOT_FOUND", "no such endpoint"),
+            Error::NoSandboxBank => Self::NotImplemented("this server runs no sandbox bank"),
+            Error::NotCommitted => Self::Unavailable(
                 "the refresh could not be recorded; nothing was triggered, try again",
             ),
+            Error::Store(e) => Self::Internal(e.to_string()),
+            Error::Internal(e) => Self::Internal(e),
         }
     }
 }

@@ -9,9 +9,9 @@ use axum::http::request::Parts;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-use super::Api;
 use super::error::ApiError;
 use crate::model::Partner;
+use crate::services::Services;
 
 /// The most a request body may hold.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -22,21 +22,21 @@ pub struct Caller(pub Partner);
 
 impl<S> FromRequestParts<S> for Caller
 where
-    Arc<Api>: FromRef<S>,
+    Arc<Services>: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let api = Arc::<Api>::from_ref(state);
+        let services = Arc::<Services>::from_ref(state);
         let key = parts
             .headers
             .get("x-api-key")
             .and_then(|v| v.to_str().ok())
             .filter(|k| !k.is_empty())
             .ok_or(ApiError::Unauthorized)?;
-        api.partners
-            .by_key(&api.store, key)
+        services
+            .partner_by_key(key)
             .await?
             .map(Caller)
             .ok_or(ApiError::Unauthorized)

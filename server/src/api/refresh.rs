@@ -8,12 +8,65 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
-use super::Api;
+use chrono::{DateTime, Utc};
+use freshet_rules::{Outcome, SkipReason, Status};
+use serde::Serialize;
+
 use super::error::ApiError;
 use super::extract::{ApiPath, Caller};
 use crate::api::openapi::{Problem, RefreshResult};
-use crate::model::Job;
-use crate::refresh::RefreshCommand;
+use crate::model::{Job, ts_opt};
+use crate::services::refresh::Idempotency;
+use crate::services::{RefreshAnswer, RefreshCommand, RefreshOutcome, Services};
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Body<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job_id: Option<Uuid>,
+    status: Status,
+    metadata: Metadata<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Metadata<'a> {
+    #[serde(serialize_with = "ts_opt", skip_serializing_if = "Option::is_none")]
+    next_refresh_available_at: Option<DateTime<Utc>>,
+    accounts: Vec<AccountOutcome<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AccountOutcome<'a> {
+    account_id: &'a str,
+    outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<SkipReason>,
+}
+
+/// The D•One response shape: `jobId` (on 201), `status`, `metadata.accounts[]`. These bytes
+/// are also what an `Idempotency-Key` replay sends again.
+fn render(outcome: &RefreshOutcome) -> String {
+    let body = Body {
+        job_id: outcome.job_id,
+        status: outcome.status,
+        metadata: Metadata {
+            next_refresh_available_at: outcome.next_refresh_available_at,
+            accounts: outcome
+                .accounts
+                .iter()
+                .map(|a| AccountOutcome {
+                    account_id: &a.account_id,
+                    outcome: a.verdict.outcome(),
+                    reason: a.verdict.reason(),
+                })
+                .collect(),
+        },
+    };
+    // Serializing plain strings, enums and UUIDs cannot fail.
+    serde_json::to_string(&body).unwrap_or_default()
+}
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
@@ -52,31 +105,36 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         (status = 422, description = "IDEMPOTENCY_KEY_REUSED", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn trigger(
-    State(api): State<Arc<Api>>,
+    State(services): State<Arc<Services>>,
     Caller(partner): Caller,
     ApiPath(user_id): ApiPath<Uuid>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let idempotency_key = idempotency_key(&headers)?;
-    let answer = api
-        .refresh
+    let idempotency = idempotency_key(&headers)?.map(|key| Idempotency { key, render });
+    let answer = services
         .refresh(RefreshCommand {
             partner,
             user_id,
-            idempotency_key,
+            idempotency,
         })
         .await?;
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    let (status, body, retry_after) = match answer {
+        RefreshAnswer::Decided(outcome) => {
+            (outcome.http_status(), render(&outcome), outcome.retry_after)
+        }
+        RefreshAnswer::Replayed(kept) => (kept.status, kept.body, kept.retry_after),
+    };
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     let mut response = (
         status,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        answer.body,
+        body,
     )
         .into_response();
-    if let Some(seconds) = answer.retry_after {
+    if let Some(seconds) = retry_after {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -92,19 +150,9 @@ pub async fn trigger(
         (status = 404, description = "USER_NOT_FOUND, JOB_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn job(
-    State(api): State<Arc<Api>>,
+    State(services): State<Arc<Services>>,
     Caller(partner): Caller,
     ApiPath((user_id, job_id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Json<Job>, ApiError> {
-    if api.store.user(partner.id, user_id).await?.is_none() {
-        return Err(ApiError::user_not_found());
-    }
-    api.store
-        .job(partner.id, user_id, job_id)
-        .await?
-        .map(Json)
-        .ok_or(ApiError::NotFound(
-            "JOB_NOT_FOUND",
-            "the jobId does not exist for this user",
-        ))
+    Ok(Json(services.job(partner.id, user_id, job_id).await?))
 }

@@ -10,12 +10,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::Api;
 use super::error::ApiError;
 use super::extract::{ApiPath, Caller};
 use crate::api::openapi::Problem;
 use crate::model::Transaction;
-use crate::store::TransactionFilter;
+use crate::services::Services;
+use crate::store::{TransactionFilter, TransactionPage};
 
 /// A page of transactions.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -110,21 +110,11 @@ fn filter(query: Option<&str>, allow_account_filter: bool) -> Result<Transaction
     Ok(filter)
 }
 
-async fn page(
-    api: &Api,
-    partner: Uuid,
-    user_id: Uuid,
-    filter: &TransactionFilter,
-) -> Result<Json<Page>, ApiError> {
-    let page = api
-        .store
-        .transactions(partner, user_id, filter)
-        .await?
-        .ok_or_else(ApiError::user_not_found)?;
-    Ok(Json(Page {
+fn page(page: TransactionPage) -> Json<Page> {
+    Json(Page {
         data: page.data,
         next_cursor: page.next.map(encode_cursor),
-    }))
+    })
 }
 
 /// Lists the user's transactions, newest first by `created`.
@@ -143,13 +133,15 @@ async fn page(
         (status = 404, description = "USER_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn of_user(
-    State(api): State<Arc<Api>>,
+    State(services): State<Arc<Services>>,
     Caller(partner): Caller,
     ApiPath(user_id): ApiPath<Uuid>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Page>, ApiError> {
     let filter = filter(query.as_deref(), true)?;
-    page(&api, partner.id, user_id, &filter).await
+    Ok(page(
+        services.transactions(partner.id, user_id, &filter).await?,
+    ))
 }
 
 /// Lists one account's transactions, newest first by `created`.
@@ -168,28 +160,17 @@ pub async fn of_user(
         (status = 404, description = "USER_NOT_FOUND, ACCOUNT_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn of_account(
-    State(api): State<Arc<Api>>,
+    State(services): State<Arc<Services>>,
     Caller(partner): Caller,
     ApiPath((user_id, account_id)): ApiPath<(Uuid, Uuid)>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Page>, ApiError> {
-    let mut filter = filter(query.as_deref(), false)?;
-    if !api
-        .store
-        .account_belongs(partner.id, user_id, account_id)
-        .await?
-    {
-        return Err(if api.store.user(partner.id, user_id).await?.is_none() {
-            ApiError::user_not_found()
-        } else {
-            ApiError::NotFound(
-                "ACCOUNT_NOT_FOUND",
-                "the accountId does not exist for this user",
-            )
-        });
-    }
-    filter.account_ids = vec![account_id];
-    page(&api, partner.id, user_id, &filter).await
+    let filter = filter(query.as_deref(), false)?;
+    Ok(page(
+        services
+            .account_transactions(partner.id, user_id, account_id, filter)
+            .await?,
+    ))
 }
 
 #[cfg(test)]

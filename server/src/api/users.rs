@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::Api;
 use super::error::ApiError;
 use super::extract::{ApiPath, Caller, OptionalJson};
 use crate::api::openapi::Problem;
-use crate::model::{Account, User, UserSource};
+use crate::model::{Account, User};
+use crate::services::Services;
 
 /// The optional body of `POST /v1/users`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -40,34 +40,12 @@ pub struct DataList<T> {
         (status = 403, description = "DIRECT_CONNECTION_NOT_ENABLED", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
-    State(api): State<Arc<Api>>,
+    State(services): State<Arc<Services>>,
     Caller(partner): Caller,
     OptionalJson(body): OptionalJson<NewUser>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
-    if !partner.direct_enabled {
-        return Err(ApiError::Forbidden(
-            "DIRECT_CONNECTION_NOT_ENABLED",
-            "this partner is not enabled for the direct connection journey".to_owned(),
-        ));
-    }
-    if body
-        .external_reference
-        .as_ref()
-        .is_some_and(|r| r.is_empty() || r.len() > 255)
-    {
-        return Err(ApiError::BadRequest(
-            "INVALID_BODY",
-            "externalReference must be 1 to 255 characters".to_owned(),
-        ));
-    }
-    let user = api
-        .store
-        .create_user(
-            partner.id,
-            UserSource::Direct,
-            body.external_reference.as_deref(),
-            api.clock.now(),
-        )
+    let user = services
+        .create_user(&partner, body.external_reference.as_deref())
         .await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
@@ -80,15 +58,11 @@ pub async fn create(
         (status = 404, description = "USER_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(
-    State(api): State<Arc<Api>>,
+    State(services): State<Arc<Services>>,
     Caller(partner): Caller,
     ApiPath(user_id): ApiPath<Uuid>,
 ) -> Result<Json<User>, ApiError> {
-    api.store
-        .user(partner.id, user_id)
-        .await?
-        .map(Json)
-        .ok_or_else(ApiError::user_not_found)
+    Ok(Json(services.user(partner.id, user_id).await?))
 }
 
 /// Lists the user's connected accounts, by accountId.
@@ -99,14 +73,10 @@ pub async fn get(
         (status = 404, description = "USER_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn accounts(
-    State(api): State<Arc<Api>>,
+    State(services): State<Arc<Services>>,
     Caller(partner): Caller,
     ApiPath(user_id): ApiPath<Uuid>,
 ) -> Result<Json<DataList<Account>>, ApiError> {
-    let data = api
-        .store
-        .accounts(partner.id, user_id)
-        .await?
-        .ok_or_else(ApiError::user_not_found)?;
+    let data = services.accounts(partner.id, user_id).await?;
     Ok(Json(DataList { data }))
 }

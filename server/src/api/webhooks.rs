@@ -10,17 +10,15 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::Api;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, Caller};
 use super::openapi::Problem;
 use super::transactions::{page_limit, parse_strict_timestamp};
 use super::users::DataList;
-use crate::store::webhooks::{AttemptCursor, SubscriptionChange};
-use crate::webhooks::model::{Attempt, EVENT_TYPES, Subscription, TEST_EVENT_TYPE, WithSecret};
-use crate::webhooks::signature::Secret;
-use crate::webhooks::target::TargetError;
-use crate::webhooks::{ROTATION_OVERLAP, test_event_payload};
+use crate::model::webhooks::{Attempt, Subscription, WithSecret};
+use crate::services::Services;
+use crate::services::webhooks::Change;
+use crate::store::webhooks::AttemptCursor;
 
 /// The body of `POST /v1/webhooks/subscriptions`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -78,62 +76,6 @@ pub struct AttemptPage {
     next_cursor: Option<String>,
 }
 
-fn not_found() -> ApiError {
-    ApiError::NotFound(
-        "SUBSCRIPTION_NOT_FOUND",
-        "the subscriptionId does not exist for this partner",
-    )
-}
-
-pub(crate) fn event_types(types: Vec<String>) -> Result<Vec<String>, ApiError> {
-    if types.is_empty() {
-        return Err(ApiError::BadRequest(
-            "INVALID_EVENT_TYPE",
-            "eventTypes must name at least one event type".to_owned(),
-        ));
-    }
-    let mut unique: Vec<String> = Vec::with_capacity(types.len());
-    for t in types {
-        if !EVENT_TYPES.contains(&t.as_str()) {
-            return Err(ApiError::BadRequest(
-                "INVALID_EVENT_TYPE",
-                format!(
-                    "unknown event type {t:?}; known: {}",
-                    EVENT_TYPES.join(", ")
-                ),
-            ));
-        }
-        if !unique.contains(&t) {
-            unique.push(t);
-        }
-    }
-    Ok(unique)
-}
-
-pub(crate) async fn target(api: &Api, url: &str) -> Result<String, ApiError> {
-    if url.len() > 2048 {
-        return Err(ApiError::BadRequest(
-            "INVALID_WEBHOOK_TARGET",
-            "targetUrl must be at most 2048 characters".to_owned(),
-        ));
-    }
-    match api.webhook_targets.check(url).await {
-        Ok(url) => Ok(url.to_string()),
-        Err(e @ TargetError::Forbidden(_)) => Err(ApiError::BadRequest(
-            "WEBHOOK_TARGET_NOT_ALLOWED",
-            e.to_string(),
-        )),
-        Err(e) => Err(ApiError::BadRequest(
-            "INVALID_WEBHOOK_TARGET",
-            e.to_string(),
-        )),
-    }
-}
-
-pub(crate) fn new_secret() -> Result<Secret, ApiError> {
-    Secret::generate().map_err(|e| ApiError::Internal(format!("randomness: {e}")))
-}
-
 /// Subscribes a URL to event types. The secret is in this answer only.
 #[utoipa::path(post, path = "/v1/webhooks/subscriptions", tag = "webhooks",
     request_body = NewSubscription,
@@ -142,34 +84,24 @@ pub(crate) fn new_secret() -> Result<Secret, ApiError> {
         (status = 400, description = "INVALID_WEBHOOK_TARGET, WEBHOOK_TARGET_NOT_ALLOWED, INVALID_EVENT_TYPE, INVALID_BODY", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
-    State(api): State<Arc<Api>>,
+    State(services): State<Arc<Services>>,
     Caller(partner): Caller,
     ApiJson(body): ApiJson<NewSubscription>,
 ) -> Result<(StatusCode, Json<WithSecret>), ApiError> {
-    let types = event_types(body.event_types)?;
-    let url = target(&api, &body.target_url).await?;
-    let secret = new_secret()?;
-    let subscription = api
-        .store
-        .create_subscription(partner.id, &url, &types, secret.expose(), api.clock.now())
+    let created = services
+        .create_subscription(partner.id, &body.target_url, body.event_types)
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(WithSecret {
-            subscription,
-            secret: secret.expose().to_owned(),
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 /// Lists the partner's subscriptions (without secrets).
 #[utoipa::path(get, path = "/v1/webhooks/subscriptions", tag = "webhooks",
     responses((status = 200, description = "The subscriptions", body = DataList<Subscription>)))]
 pub async fn list(
-    State(api): State<Arc<Api>>,
+    State(services): State<Arc<Services>>,
     Caller(partner): Caller,
 ) -> Result<Json<DataList<Subscription>>, ApiError> {
-    let data = api.store.subscriptions(partner.id, api.clock.now()).await?;
+    let data = services.subscriptions(partner.id).await?;
     Ok(Json(DataList { data }))
 }
 
@@ -181,15 +113,11 @@ pub async fn list(
         (status = 404, description = "SUBSCRIPTION_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(
-    State(api): State<Arc<Api>>,
+    State(services): State<Arc<Services>>,
     Caller(partner): Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Subscription>, ApiError> {
-    api.store
-        .subscription(partner.id, id, api.clock.now())
-        .await?
-        .map(Json)
-        .ok_or_else(not_found)
+    Ok(Json(services.subscription(partner.id, id).await?))
 }
 
 /// Changes the target, the event types, or pauses/resumes.
@@ -202,28 +130,19 @@ pub async fn get(
         (status = 404, description = "SUBSCRIPTION_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update(
-    State(api): State<Arc<Api>>,
+    State(services): State<Arc<Services>>,
     Caller(partner): Caller,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<SubscriptionPatch>,
 ) -> Result<Json<Subscription>, ApiError> {
-    let change = SubscriptionChange {
-        event_types: body.event_types.map(event_types).transpose()?,
-        target_url: match body.target_url {
-            Some(url) => Some(target(&api, &url).await?),
-            None => None,
-        },
+    let change = Change {
+        target_url: body.target_url,
+        event_types: body.event_types,
         paused: body.paused,
     };
-    let updated = api
-        .store
-        .update_subscription(partner.id, id, &change, api.clock.now())
-        .await?
-        .ok_or_else(not_found)?;
-    if change.paused == Some(false) {
-        api.store.want_deliveries();
-    }
-    Ok(Json(updated))
+    Ok(Json(
+        services.update_subscription(partner.id, id, change).await?,
+    ))
 }
 
 /// Deletes a subscription, its deliveries and its attempt log.
@@ -234,15 +153,12 @@ pub async fn update(
         (status = 404, description = "SUBSCRIPTION_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete(
-    State(api): State<Arc<Api>>,
+    State(services): State<Arc<Services>>,
     Caller(partner): Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    if api.store.delete_subscription(partner.id, id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(not_found())
-    }
+    services.delete_subscription(partner.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Replaces the signing secret; the old one keeps signing beside it for 24 hours.
@@ -253,26 +169,11 @@ pub async fn delete(
         (status = 404, description = "SUBSCRIPTION_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn rotate_secret(
-    State(api): State<Arc<Api>>,
+    State(services): State<Arc<Services>>,
     Caller(partner): Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<WithSecret>, ApiError> {
-    let secret = new_secret()?;
-    let subscription = api
-        .store
-        .rotate_secret(
-            partner.id,
-            id,
-            secret.expose(),
-            ROTATION_OVERLAP,
-            api.clock.now(),
-        )
-        .await?
-        .ok_or_else(not_found)?;
-    Ok(Json(WithSecret {
-        subscription,
-        secret: secret.expose().to_owned(),
-    }))
+    Ok(Json(services.rotate_secret(partner.id, id).await?))
 }
 
 /// Sends a signed `v1.webhook.test` event to the subscription (whatever its event types).
@@ -283,27 +184,11 @@ pub async fn rotate_secret(
         (status = 404, description = "SUBSCRIPTION_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn test(
-    State(api): State<Arc<Api>>,
+    State(services): State<Arc<Services>>,
     Caller(partner): Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
-    let event_id = Uuid::new_v4().to_string();
-    let payload = test_event_payload();
-    if !api
-        .store
-        .enqueue_test_event(
-            partner.id,
-            id,
-            &event_id,
-            TEST_EVENT_TYPE,
-            &payload,
-            api.clock.now(),
-        )
-        .await?
-    {
-        return Err(not_found());
-    }
-    api.store.want_deliveries();
+    let event_id = services.send_test_event(partner.id, id).await?;
     Ok((StatusCode::ACCEPTED, Json(Queued { event_id })))
 }
 
@@ -321,7 +206,7 @@ pub async fn test(
         (status = 404, description = "SUBSCRIPTION_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn deliveries(
-    State(api): State<Arc<Api>>,
+    State(services): State<Arc<Services>>,
     Caller(partner): Caller,
     ApiPath(id): ApiPath<Uuid>,
     RawQuery(query): RawQuery,
@@ -341,11 +226,9 @@ pub async fn deliveries(
             other => return Err(bad(format!("unknown query parameter {other:?}"))),
         }
     }
-    let (data, next_cursor) = api
-        .store
+    let (data, next_cursor) = services
         .attempts(partner.id, id, event_id.as_deref(), cursor.as_ref(), limit)
-        .await?
-        .ok_or_else(not_found)?;
+        .await?;
     Ok(Json(AttemptPage { data, next_cursor }))
 }
 
@@ -360,25 +243,12 @@ pub async fn deliveries(
         (status = 404, description = "SUBSCRIPTION_NOT_FOUND, DELIVERY_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn redeliver(
-    State(api): State<Arc<Api>>,
+    State(services): State<Arc<Services>>,
     Caller(partner): Caller,
     ApiPath((id, event_id)): ApiPath<(Uuid, String)>,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
-    match api
-        .store
-        .redeliver(partner.id, id, &event_id, api.clock.now())
-        .await?
-    {
-        None => Err(not_found()),
-        Some(false) => Err(ApiError::NotFound(
-            "DELIVERY_NOT_FOUND",
-            "this subscription has no delivery of that eventId",
-        )),
-        Some(true) => {
-            api.store.want_deliveries();
-            Ok((StatusCode::ACCEPTED, Json(Queued { event_id })))
-        }
-    }
+    services.redeliver(partner.id, id, &event_id).await?;
+    Ok((StatusCode::ACCEPTED, Json(Queued { event_id })))
 }
 
 /// Queues again every failed delivery of events committed since a time.
@@ -391,7 +261,7 @@ pub async fn redeliver(
         (status = 404, description = "SUBSCRIPTION_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn recover(
-    State(api): State<Arc<Api>>,
+    State(services): State<Arc<Services>>,
     Caller(partner): Caller,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<Recover>,
@@ -403,13 +273,6 @@ pub async fn recover(
                 .to_owned(),
         )
     })?;
-    let recovered = api
-        .store
-        .recover(partner.id, id, since, api.clock.now())
-        .await?
-        .ok_or_else(not_found)?;
-    if recovered > 0 {
-        api.store.want_deliveries();
-    }
+    let recovered = services.recover(partner.id, id, since).await?;
     Ok((StatusCode::ACCEPTED, Json(Recovered { recovered })))
 }

@@ -1,28 +1,33 @@
 //! The server's side of the portal: sessions (sign-in, sign-out, the gate in front of every
-//! page and server function), the portal's event stream, and [`StorePortal`], the services
-//! its server functions call — the same store, refresh service and webhook rules as the
-//! partner API, acting for the signed-in user's partner.
+//! page and server function), the portal's event stream, and [`Portal`], which answers the
+//! app's server functions from the same use cases (`services`) as the partner API, acting
+//! for the signed-in user's partner, and words their failures for people.
 
 pub mod session;
 
 use std::sync::Arc;
 
 use app::model::{
-    AccountOutcome, ApiKeyView, AttemptView, ChartPoint, ItemProgress, JobDetail, JobEventView,
-    JobItemView, JobListItem, JobProgress, JobsPage, PortalAccount, RefreshReply,
-    SubscriptionDetail, SubscriptionView, UserDetail, UserListItem, UsersPage, Viewer,
+    AccountOutcome, ApiKeyView, AttemptOutcome as AttemptOutcomeView, AttemptView, ChartPoint,
+    DeliveryState, FaultKind as FaultChoice, ItemProgress, JobDetail, JobEventView, JobItemView,
+    JobKind as JobKindView, JobListItem, JobProgress, JobState, JobsPage, PortalAccount,
+    RefreshReply, SubscriptionAction, SubscriptionDetail, SubscriptionState, SubscriptionView,
+    UserDetail, UserListItem, UserSource as UserSourceView, UsersPage, Viewer,
 };
-use app::services::{PortalServices, ServiceError};
+use app::services::{
+    JobPages, KeyPages, SandboxPages, ServiceError, Services as PortalServices, UserPages,
+    WebhookPages,
+};
 use chrono::TimeDelta;
+use freshet_rules::EventType;
 use uuid::Uuid;
 
-use crate::api::{Api, ApiError};
-use crate::bank::sandbox::{Fault, FaultKind};
-use crate::model::{Partner, UserSource};
-use crate::refresh::{RefreshCommand, RefreshError};
-use crate::store::webhooks::SubscriptionChange;
-use crate::store::{JobRow, StoreError};
-use crate::webhooks::model::{Subscription, SubscriptionStatus, TEST_EVENT_TYPE};
+use crate::bank::sandbox::FaultKind;
+use crate::model::webhooks::{AttemptOutcome, DeliveryStatus, Subscription, SubscriptionStatus};
+use crate::model::{JobKind, JobStatus, UserSource};
+use crate::services::sandbox::{FaultSpec, Preset};
+use crate::services::{Error, RefreshAnswer, RefreshCommand, Services};
+use crate::store::JobSummary;
 
 const USERS_PER_PAGE: u32 = 25;
 const JOBS_PER_PAGE: u32 = 25;
@@ -33,43 +38,49 @@ const STASH_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 /// A secret waiting for its one showing: (partner, secret, until).
 type Stashed = (String, String, std::time::Instant);
 
-/// The portal's services over the partner API's.
+/// The portal's services over the use cases.
 #[derive(Debug, Clone)]
-pub struct StorePortal {
-    api: Arc<Api>,
+pub struct Portal {
+    services: Arc<Services>,
     /// Secrets made by a form post, kept (in memory only) until the page they are shown
     /// on reads them: the redirect's URL carries a token, never the secret.
     stash: Arc<std::sync::Mutex<std::collections::HashMap<String, Stashed>>>,
 }
 
-impl StorePortal {
-    /// Services acting through `api`.
-    pub fn new(api: Arc<Api>) -> Self {
-        Self {
-            api,
+impl Portal {
+    /// The portal's services, each area acting through `services`.
+    pub fn services(services: Arc<Services>) -> PortalServices {
+        let portal = Arc::new(Self {
+            services,
             stash: Arc::default(),
+        });
+        PortalServices {
+            users: Arc::clone(&portal) as Arc<dyn UserPages>,
+            jobs: Arc::clone(&portal) as Arc<dyn JobPages>,
+            webhooks: Arc::clone(&portal) as Arc<dyn WebhookPages>,
+            keys: Arc::clone(&portal) as Arc<dyn KeyPages>,
+            sandbox: portal as Arc<dyn SandboxPages>,
         }
     }
-
-    async fn partner(&self, viewer: &Viewer) -> Result<Partner, ServiceError> {
-        let id = partner_id(viewer)?;
-        self.api
-            .store
-            .partner_by_id(id)
-            .await
-            .map_err(internal)?
-            .ok_or(ServiceError::NotFound)
-    }
 }
 
-fn internal(e: StoreError) -> ServiceError {
-    ServiceError::Internal(e.to_string())
-}
-
-fn invalid(e: ApiError) -> ServiceError {
+/// A use case's failure, for the person who asked.
+fn told(e: Error) -> ServiceError {
     match e {
-        ApiError::Internal(m) => ServiceError::Internal(m),
-        ApiError::NotFound(..) => ServiceError::NotFound,
+        Error::UserNotFound
+        | Error::AccountNotFound(_)
+        | Error::JobNotFound
+        | Error::SubscriptionNotFound
+        | Error::DeliveryNotFound
+        | Error::KeyNotFound => ServiceError::NotFound,
+        Error::SandboxOff => ServiceError::Invalid(
+            "The sandbox is off on this server (start it with --sandbox).".to_owned(),
+        ),
+        Error::NoSandboxBank => {
+            ServiceError::Invalid("This server has no sandbox bank.".to_owned())
+        }
+        Error::Store(e) => ServiceError::Internal(e.to_string()),
+        Error::Internal(e) => ServiceError::Internal(e),
         other => ServiceError::Invalid(other.to_string()),
     }
 }
@@ -83,16 +94,64 @@ fn id(text: &str) -> Result<Uuid, ServiceError> {
     Uuid::parse_str(text.trim()).map_err(|_| ServiceError::NotFound)
 }
 
-fn job_item(row: JobRow) -> JobListItem {
+fn job_state(status: JobStatus) -> JobState {
+    match status {
+        JobStatus::Queued => JobState::Queued,
+        JobStatus::Running => JobState::Running,
+        JobStatus::Succeeded => JobState::Succeeded,
+        JobStatus::PartiallyFailed => JobState::PartiallyFailed,
+        JobStatus::Failed => JobState::Failed,
+    }
+}
+
+fn source(source: UserSource) -> UserSourceView {
+    match source {
+        UserSource::Direct => UserSourceView::Direct,
+        UserSource::Marketplace => UserSourceView::Marketplace,
+    }
+}
+
+fn delivery_state(text: &str) -> DeliveryState {
+    match text {
+        "SUCCEEDED" => DeliveryState::Succeeded,
+        "FAILED" => DeliveryState::Failed,
+        _ => DeliveryState::Pending,
+    }
+}
+
+fn job_item(job: JobSummary) -> JobListItem {
     JobListItem {
-        job_id: row.job_id,
-        user_id: row.user_id,
-        kind: row.kind,
-        status: row.status,
-        created_at: row.created_at,
-        finished_at: row.finished_at,
-        accounts: row.accounts,
-        done: row.done,
+        job_id: job.job_id.to_string(),
+        user_id: job.user_id.to_string(),
+        kind: match job.kind {
+            JobKind::OnDemand => JobKindView::OnDemand,
+            JobKind::Scheduled => JobKindView::Scheduled,
+            JobKind::Initial => JobKindView::Initial,
+        },
+        status: job_state(job.status),
+        created_at: job.created_at,
+        finished_at: job.finished_at,
+        accounts: job.accounts,
+        done: job.done,
+    }
+}
+
+fn progress(p: crate::services::JobProgress) -> JobProgress {
+    JobProgress {
+        job_id: p.job.job_id.to_string(),
+        status: job_state(p.job.status),
+        items: p
+            .items
+            .into_iter()
+            .map(|it| ItemProgress {
+                account_id: it.item.account_id,
+                state: job_state(it.item.state),
+                new_transactions: it.item.new_transactions,
+                error_code: it.item.error_code,
+                last_refresh: it.last_refresh,
+                transaction_count: it.transaction_count,
+            })
+            .collect(),
     }
 }
 
@@ -100,204 +159,150 @@ fn subscription_view(s: Subscription) -> SubscriptionView {
     SubscriptionView {
         id: s.subscription_id.to_string(),
         target_url: s.target_url,
-        event_types: s.event_types,
+        event_types: s
+            .event_types
+            .iter()
+            .filter_map(|t| EventType::parse(t))
+            .collect(),
         status: match s.status {
-            SubscriptionStatus::Active => "ACTIVE",
-            SubscriptionStatus::Paused => "PAUSED",
-            SubscriptionStatus::Disabled => "DISABLED",
-        }
-        .to_owned(),
+            SubscriptionStatus::Active => SubscriptionState::Active,
+            SubscriptionStatus::Paused => SubscriptionState::Paused,
+            SubscriptionStatus::Disabled => SubscriptionState::Disabled,
+        },
         disabled_reason: s.disabled_reason,
         created_at: s.created_at,
     }
 }
 
-fn screaming<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 #[async_trait::async_trait]
-impl PortalServices for StorePortal {
+impl UserPages for Portal {
     async fn users(
         &self,
         viewer: &Viewer,
         query: &str,
         page: u32,
     ) -> Result<UsersPage, ServiceError> {
-        let partner = partner_id(viewer)?;
         let page = page.max(1);
         let (rows, has_more) = self
-            .api
-            .store
-            .users_page(partner, query, (page - 1) * USERS_PER_PAGE, USERS_PER_PAGE)
+            .services
+            .users_page(
+                partner_id(viewer)?,
+                query,
+                (page - 1) * USERS_PER_PAGE,
+                USERS_PER_PAGE,
+            )
             .await
-            .map_err(internal)?;
+            .map_err(told)?;
         Ok(UsersPage {
             items: rows
                 .into_iter()
                 .map(|u| UserListItem {
-                    user_id: u.user_id,
-                    source: u.source,
-                    external_reference: u.external_reference,
-                    created_at: u.created_at,
+                    user_id: u.user.user_id.to_string(),
+                    source: source(u.user.source),
+                    external_reference: u.user.external_reference,
+                    created_at: u.user.created_at,
                     accounts: u.accounts,
                     last_refresh: u.last_refresh,
                 })
                 .collect(),
             has_more,
-            now: self.api.clock.now(),
+            now: self.services.clock.now(),
         })
     }
 
     async fn user(&self, viewer: &Viewer, user_id: &str) -> Result<UserDetail, ServiceError> {
-        let partner = partner_id(viewer)?;
-        let user_id = id(user_id)?;
-        let store = &self.api.store;
-        let user = store
-            .user(partner, user_id)
+        let detail = self
+            .services
+            .user_detail(partner_id(viewer)?, id(user_id)?)
             .await
-            .map_err(internal)?
-            .ok_or(ServiceError::NotFound)?;
-        let accounts = store
-            .accounts(partner, user_id)
-            .await
-            .map_err(internal)?
-            .unwrap_or_default();
-        let counts = store.transaction_counts(user_id).await.map_err(internal)?;
-        let open_job = match store
-            .open_job_of(partner, user_id)
-            .await
-            .map_err(internal)?
-        {
-            Some(job) => Some(self.job_progress(viewer, &job).await?),
-            None => None,
-        };
+            .map_err(told)?;
         Ok(UserDetail {
-            user_id: user.user_id.to_string(),
-            source: user.source.as_str().to_owned(),
-            external_reference: user.external_reference,
-            now: self.api.clock.now(),
-            interval_seconds: self.api.policy.interval().num_seconds(),
-            accounts: accounts
+            user_id: detail.user.user_id.to_string(),
+            source: source(detail.user.source),
+            external_reference: detail.user.external_reference,
+            now: self.services.clock.now(),
+            interval_seconds: self.services.policy.interval().num_seconds(),
+            accounts: detail
+                .accounts
                 .into_iter()
-                .map(|a| {
-                    let id = a.account_id.to_string();
-                    PortalAccount {
-                        transaction_count: counts
-                            .iter()
-                            .find(|(acc, _)| *acc == id)
-                            .map_or(0, |(_, n)| *n),
-                        account_id: id,
-                        provider_name: a.provider_name,
-                        account_type: a.account_type,
-                        consent_status: a.consent_status,
-                        consent_expires_at: a.consent_expires_at,
-                        last_transaction_refresh_date: a.last_transaction_refresh_date,
-                        in_flight_since: a.in_flight_since,
-                    }
+                .map(|(a, transaction_count)| PortalAccount {
+                    account_id: a.account_id.to_string(),
+                    provider_name: a.provider_name,
+                    account_type: a.account_type,
+                    consent_status: a.consent_status,
+                    consent_expires_at: a.consent_expires_at,
+                    last_transaction_refresh_date: a.last_transaction_refresh_date,
+                    in_flight_since: a.in_flight_since,
+                    transaction_count,
                 })
                 .collect(),
-            open_job,
-            sandbox: self.api.sandbox,
+            open_job: detail.open_job.map(progress),
+            sandbox: self.services.sandbox,
         })
     }
 
     async fn refresh(&self, viewer: &Viewer, user_id: &str) -> Result<RefreshReply, ServiceError> {
-        let partner = self.partner(viewer).await?;
-        let user_id = id(user_id)?;
-        let refused = |why: String| RefreshReply {
-            status: 403,
-            job_id: None,
-            accounts: Vec::new(),
-            next_refresh_available_at: None,
-            refused: Some(why),
-        };
-        let response = match self
-            .api
-            .refresh
+        let partner = self
+            .services
+            .partner(partner_id(viewer)?)
+            .await
+            .map_err(told)?
+            .ok_or(ServiceError::NotFound)?;
+        let answer = self
+            .services
             .refresh(RefreshCommand {
                 partner,
-                user_id,
-                idempotency_key: None,
+                user_id: id(user_id)?,
+                idempotency: None,
             })
-            .await
-        {
-            Ok(response) => response,
-            Err(RefreshError::UserNotFound) => return Err(ServiceError::NotFound),
-            Err(e @ (RefreshError::MarketplaceUser | RefreshError::DirectNotEnabled)) => {
-                return Ok(refused(format!("Refused: {e}.")));
+            .await;
+        let outcome = match answer {
+            Ok(RefreshAnswer::Decided(outcome)) => outcome,
+            // Only a request with an Idempotency-Key is replayed; the portal sends none.
+            Ok(RefreshAnswer::Replayed(_)) => {
+                return Err(ServiceError::Internal("unexpected replay".to_owned()));
             }
-            Err(e) => return Err(invalid(ApiError::from(e))),
+            Err(e @ (Error::MarketplaceUser | Error::DirectNotEnabled)) => {
+                return Ok(RefreshReply {
+                    status: 403,
+                    job_id: None,
+                    accounts: Vec::new(),
+                    next_refresh_available_at: None,
+                    refused: Some(format!("Refused: {e}.")),
+                });
+            }
+            Err(e) => return Err(told(e)),
         };
-        let body: serde_json::Value = serde_json::from_str(&response.body)
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
         Ok(RefreshReply {
-            status: response.status,
-            job_id: text(&body["jobId"]),
-            accounts: body["metadata"]["accounts"]
-                .as_array()
-                .map(|list| {
-                    list.iter()
-                        .map(|a| AccountOutcome {
-                            account_id: text(&a["accountId"]).unwrap_or_default(),
-                            outcome: text(&a["reason"])
-                                .unwrap_or_else(|| text(&a["outcome"]).unwrap_or_default()),
-                        })
-                        .collect()
+            status: outcome.http_status(),
+            job_id: outcome.job_id.map(|j| j.to_string()),
+            accounts: outcome
+                .accounts
+                .into_iter()
+                .map(|a| AccountOutcome {
+                    account_id: a.account_id,
+                    outcome: a.verdict.outcome(),
+                    reason: a.verdict.reason(),
                 })
-                .unwrap_or_default(),
-            next_refresh_available_at: body["metadata"]["nextRefreshAvailableAt"]
-                .as_str()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.with_timezone(&chrono::Utc)),
+                .collect(),
+            next_refresh_available_at: outcome.next_refresh_available_at,
             refused: None,
         })
     }
+}
 
+#[async_trait::async_trait]
+impl JobPages for Portal {
     async fn job_progress(
         &self,
         viewer: &Viewer,
         job_id: &str,
     ) -> Result<JobProgress, ServiceError> {
-        let partner = partner_id(viewer)?;
-        let store = &self.api.store;
-        let (job, items, _) = store
-            .job_detail(partner, id(job_id)?)
+        self.services
+            .job_progress(partner_id(viewer)?, id(job_id)?)
             .await
-            .map_err(internal)?
-            .ok_or(ServiceError::NotFound)?;
-        let user = id(&job.user_id)?;
-        let accounts = store
-            .accounts(partner, user)
-            .await
-            .map_err(internal)?
-            .unwrap_or_default();
-        let counts = store.transaction_counts(user).await.map_err(internal)?;
-        Ok(JobProgress {
-            job_id: job.job_id,
-            status: job.status,
-            items: items
-                .into_iter()
-                .map(|it| ItemProgress {
-                    last_refresh: accounts
-                        .iter()
-                        .find(|a| a.account_id.to_string() == it.account_id)
-                        .and_then(|a| a.last_transaction_refresh_date),
-                    transaction_count: counts
-                        .iter()
-                        .find(|(a, _)| *a == it.account_id)
-                        .map_or(0, |(_, n)| *n),
-                    account_id: it.account_id,
-                    state: it.state,
-                    new_transactions: it.new_transactions,
-                    error_code: it.error_code,
-                })
-                .collect(),
-        })
+            .map(progress)
+            .map_err(told)
     }
 
     async fn jobs(
@@ -306,7 +311,6 @@ impl PortalServices for StorePortal {
         page: u32,
         user_id: &str,
     ) -> Result<JobsPage, ServiceError> {
-        let partner = partner_id(viewer)?;
         let user = if user_id.trim().is_empty() {
             None
         } else {
@@ -314,11 +318,15 @@ impl PortalServices for StorePortal {
         };
         let page = page.max(1);
         let (rows, has_more) = self
-            .api
-            .store
-            .jobs_page(partner, user, (page - 1) * JOBS_PER_PAGE, JOBS_PER_PAGE)
+            .services
+            .jobs_page(
+                partner_id(viewer)?,
+                user,
+                (page - 1) * JOBS_PER_PAGE,
+                JOBS_PER_PAGE,
+            )
             .await
-            .map_err(internal)?;
+            .map_err(told)?;
         Ok(JobsPage {
             items: rows.into_iter().map(job_item).collect(),
             has_more,
@@ -326,20 +334,19 @@ impl PortalServices for StorePortal {
     }
 
     async fn job(&self, viewer: &Viewer, job_id: &str) -> Result<JobDetail, ServiceError> {
-        let (job, items, events) = self
-            .api
-            .store
+        let detail = self
+            .services
             .job_detail(partner_id(viewer)?, id(job_id)?)
             .await
-            .map_err(internal)?
-            .ok_or(ServiceError::NotFound)?;
+            .map_err(told)?;
         Ok(JobDetail {
-            job: job_item(job),
-            items: items
+            job: job_item(detail.job),
+            items: detail
+                .items
                 .into_iter()
                 .map(|it| JobItemView {
                     account_id: it.account_id,
-                    state: it.state,
+                    state: job_state(it.state),
                     attempts: it.attempts,
                     started_at: it.started_at,
                     finished_at: it.finished_at,
@@ -347,26 +354,33 @@ impl PortalServices for StorePortal {
                     error_code: it.error_code,
                 })
                 .collect(),
-            events: events
+            events: detail
+                .events
                 .into_iter()
                 .map(|e| JobEventView {
-                    event_id: e.event_id,
-                    event_type: e.event_type,
+                    event_id: e.event.id,
+                    event_type: e.event.event_type,
                     account_id: e.account_id,
-                    created_at: e.created_at,
-                    deliveries: e.deliveries,
+                    created_at: e.event.created_at,
+                    deliveries: e
+                        .deliveries
+                        .into_iter()
+                        .map(|(sub, status, attempts)| (sub, delivery_state(&status), attempts))
+                        .collect(),
                 })
                 .collect(),
         })
     }
+}
 
+#[async_trait::async_trait]
+impl WebhookPages for Portal {
     async fn subscriptions(&self, viewer: &Viewer) -> Result<Vec<SubscriptionView>, ServiceError> {
         let subs = self
-            .api
-            .store
-            .subscriptions(partner_id(viewer)?, self.api.clock.now())
+            .services
+            .subscriptions(partner_id(viewer)?)
             .await
-            .map_err(internal)?;
+            .map_err(told)?;
         Ok(subs.into_iter().map(subscription_view).collect())
     }
 
@@ -375,31 +389,38 @@ impl PortalServices for StorePortal {
         viewer: &Viewer,
         sub: &str,
     ) -> Result<SubscriptionDetail, ServiceError> {
-        let partner = partner_id(viewer)?;
-        let sub = id(sub)?;
-        let store = &self.api.store;
-        let now = self.api.clock.now();
-        let subscription = store
-            .subscription(partner, sub, now)
+        let (partner, sub) = (partner_id(viewer)?, id(sub)?);
+        let now = self.services.clock.now();
+        let subscription = self
+            .services
+            .subscription(partner, sub)
             .await
-            .map_err(internal)?
-            .ok_or(ServiceError::NotFound)?;
-        let (attempts, _) = store
+            .map_err(told)?;
+        let (attempts, _) = self
+            .services
             .attempts(partner, sub, None, None, 100)
             .await
-            .map_err(internal)?
-            .ok_or(ServiceError::NotFound)?;
-        let chart = store
+            .map_err(told)?;
+        let chart = self
+            .services
             .attempt_points(partner, sub, now - TimeDelta::hours(24))
             .await
-            .map_err(internal)?;
+            .map_err(told)?;
         Ok(SubscriptionDetail {
             subscription: subscription_view(subscription),
             attempts: attempts
                 .into_iter()
                 .map(|a| AttemptView {
-                    outcome: screaming(&a.outcome),
-                    delivery_status: screaming(&a.delivery_status),
+                    outcome: match a.outcome {
+                        AttemptOutcome::InProgress => AttemptOutcomeView::InProgress,
+                        AttemptOutcome::Succeeded => AttemptOutcomeView::Succeeded,
+                        AttemptOutcome::Failed => AttemptOutcomeView::Failed,
+                    },
+                    delivery_status: match a.delivery_status {
+                        DeliveryStatus::Pending => DeliveryState::Pending,
+                        DeliveryStatus::Succeeded => DeliveryState::Succeeded,
+                        DeliveryStatus::Failed => DeliveryState::Failed,
+                    },
                     event_id: a.event_id,
                     event_type: a.event_type,
                     attempt: a.attempt,
@@ -429,88 +450,45 @@ impl PortalServices for StorePortal {
         target_url: &str,
         event_types: Vec<String>,
     ) -> Result<(String, String), ServiceError> {
-        let partner = partner_id(viewer)?;
-        let types = crate::api::webhooks::event_types(event_types).map_err(invalid)?;
-        let url = crate::api::webhooks::target(&self.api, target_url.trim())
+        let created = self
+            .services
+            .create_subscription(partner_id(viewer)?, target_url.trim(), event_types)
             .await
-            .map_err(invalid)?;
-        let secret = crate::api::webhooks::new_secret().map_err(invalid)?;
-        let sub = self
-            .api
-            .store
-            .create_subscription(partner, &url, &types, secret.expose(), self.api.clock.now())
-            .await
-            .map_err(internal)?;
-        Ok((sub.subscription_id.to_string(), secret.expose().to_owned()))
+            .map_err(told)?;
+        Ok((
+            created.subscription.subscription_id.to_string(),
+            created.secret,
+        ))
     }
 
-    async fn subscription_action(
+    async fn act(
         &self,
         viewer: &Viewer,
         sub: &str,
-        action: &str,
+        action: SubscriptionAction,
     ) -> Result<Option<String>, ServiceError> {
-        let partner = partner_id(viewer)?;
-        let sub = id(sub)?;
-        let store = &self.api.store;
-        let now = self.api.clock.now();
-        let found = match action {
-            "pause" | "resume" => {
-                let change = SubscriptionChange {
-                    paused: Some(action == "pause"),
-                    ..SubscriptionChange::default()
-                };
-                let done = store
-                    .update_subscription(partner, sub, &change, now)
-                    .await
-                    .map_err(internal)?
-                    .is_some();
-                store.want_deliveries();
-                done
-            }
-            "test" => {
-                let done = store
-                    .enqueue_test_event(
-                        partner,
-                        sub,
-                        &Uuid::new_v4().to_string(),
-                        TEST_EVENT_TYPE,
-                        &crate::webhooks::test_event_payload(),
-                        now,
-                    )
-                    .await
-                    .map_err(internal)?;
-                store.want_deliveries();
-                done
-            }
-            "delete" => store
-                .delete_subscription(partner, sub)
-                .await
-                .map_err(internal)?,
-            "rotate" => {
-                let secret = crate::api::webhooks::new_secret().map_err(invalid)?;
-                return match store
-                    .rotate_secret(
-                        partner,
-                        sub,
-                        secret.expose(),
-                        crate::webhooks::ROTATION_OVERLAP,
-                        now,
-                    )
-                    .await
-                    .map_err(internal)?
-                {
-                    Some(_) => Ok(Some(secret.expose().to_owned())),
-                    None => Err(ServiceError::NotFound),
-                };
-            }
-            other => return Err(ServiceError::Invalid(format!("unknown action {other:?}"))),
+        let (partner, sub) = (partner_id(viewer)?, id(sub)?);
+        let paused = |paused| crate::services::webhooks::Change {
+            paused: Some(paused),
+            ..Default::default()
         };
-        if found {
-            Ok(None)
-        } else {
-            Err(ServiceError::NotFound)
+        let s = &self.services;
+        match action {
+            SubscriptionAction::Pause => s
+                .update_subscription(partner, sub, paused(true))
+                .await
+                .map(|_| None),
+            SubscriptionAction::Resume => s
+                .update_subscription(partner, sub, paused(false))
+                .await
+                .map(|_| None),
+            SubscriptionAction::Test => s.send_test_event(partner, sub).await.map(|_| None),
+            SubscriptionAction::Delete => s.delete_subscription(partner, sub).await.map(|()| None),
+            SubscriptionAction::Rotate => {
+                s.rotate_secret(partner, sub).await.map(|w| Some(w.secret))
+            }
         }
+        .map_err(told)
     }
 
     async fn redeliver(
@@ -519,45 +497,30 @@ impl PortalServices for StorePortal {
         sub: &str,
         event_id: &str,
     ) -> Result<(), ServiceError> {
-        let store = &self.api.store;
-        match store
-            .redeliver(
-                partner_id(viewer)?,
-                id(sub)?,
-                event_id,
-                self.api.clock.now(),
-            )
+        self.services
+            .redeliver(partner_id(viewer)?, id(sub)?, event_id)
             .await
-            .map_err(internal)?
-        {
-            Some(true) => {
-                store.want_deliveries();
-                Ok(())
-            }
-            _ => Err(ServiceError::NotFound),
-        }
+            .map_err(told)
     }
 
     async fn recover(&self, viewer: &Viewer, sub: &str, hours: u32) -> Result<u64, ServiceError> {
-        let store = &self.api.store;
-        let now = self.api.clock.now();
-        let since = now - TimeDelta::hours(i64::from(hours.clamp(1, 24 * 30)));
-        let n = store
-            .recover(partner_id(viewer)?, id(sub)?, since, now)
+        let since =
+            self.services.clock.now() - TimeDelta::hours(i64::from(hours.clamp(1, 24 * 30)));
+        self.services
+            .recover(partner_id(viewer)?, id(sub)?, since)
             .await
-            .map_err(internal)?
-            .ok_or(ServiceError::NotFound)?;
-        store.want_deliveries();
-        Ok(n)
+            .map_err(told)
     }
+}
 
+#[async_trait::async_trait]
+impl KeyPages for Portal {
     async fn api_keys(&self, viewer: &Viewer) -> Result<Vec<ApiKeyView>, ServiceError> {
         let keys = self
-            .api
-            .store
+            .services
             .api_keys(partner_id(viewer)?)
             .await
-            .map_err(internal)?;
+            .map_err(told)?;
         Ok(keys
             .into_iter()
             .map(|k| ApiKeyView {
@@ -570,27 +533,17 @@ impl PortalServices for StorePortal {
     }
 
     async fn create_api_key(&self, viewer: &Viewer) -> Result<String, ServiceError> {
-        self.api
-            .store
-            .create_api_key(partner_id(viewer)?, self.api.clock.now())
+        self.services
+            .create_api_key(partner_id(viewer)?)
             .await
-            .map_err(internal)
+            .map_err(told)
     }
 
     async fn revoke_api_key(&self, viewer: &Viewer, key: &str) -> Result<(), ServiceError> {
-        if self
-            .api
-            .store
-            .revoke_api_key(partner_id(viewer)?, key, self.api.clock.now())
+        self.services
+            .revoke_api_key(partner_id(viewer)?, key)
             .await
-            .map_err(internal)?
-        {
-            // Cached keys would keep working until a restart otherwise.
-            self.api.partners.forget_all();
-            Ok(())
-        } else {
-            Err(ServiceError::NotFound)
-        }
+            .map_err(told)
     }
 
     async fn stash_secret(&self, viewer: &Viewer, secret: String) -> Result<String, ServiceError> {
@@ -633,64 +586,51 @@ impl PortalServices for StorePortal {
             _ => None,
         })
     }
+}
 
+#[async_trait::async_trait]
+impl SandboxPages for Portal {
     async fn sandbox_user(&self, viewer: &Viewer, preset: &str) -> Result<String, ServiceError> {
-        self.sandbox_only()?;
-        let partner = partner_id(viewer)?;
-        let now = self.api.clock.now();
-        let store = &self.api.store;
-        let user = store
-            .create_user(
-                partner,
-                UserSource::Direct,
-                Some(&format!("sandbox {preset}")),
-                now,
-            )
+        let partner = self
+            .services
+            .partner(partner_id(viewer)?)
             .await
-            .map_err(internal)?;
-        let accounts = crate::demo::preset(preset, now);
-        if !accounts.is_empty() {
-            store
-                .connect_accounts(partner, user.user_id, &accounts, false, now)
-                .await
-                .map_err(internal)?;
-        }
+            .map_err(told)?
+            .ok_or(ServiceError::NotFound)?;
+        let preset = Preset::named(preset);
+        let user = self
+            .services
+            .preset_user(&partner, preset, &format!("sandbox {}", preset.name()))
+            .await
+            .map_err(told)?;
         Ok(user.user_id.to_string())
     }
 
     async fn sandbox_fault(
         &self,
-        _viewer: &Viewer,
-        kind: &str,
+        viewer: &Viewer,
+        kind: FaultChoice,
         latency_ms: u32,
     ) -> Result<(), ServiceError> {
-        self.sandbox_only()?;
-        let bank =
-            self.api.sandbox_bank.as_ref().ok_or_else(|| {
-                ServiceError::Invalid("This server has no sandbox bank.".to_owned())
-            })?;
         let kind = match kind {
-            "none" => None,
-            "server_error" => Some(FaultKind::ServerError),
-            "rate_limited" => Some(FaultKind::RateLimited),
-            "timeout" => Some(FaultKind::Hang),
-            "consent_revoked" => Some(FaultKind::ConsentRevoked),
-            other => {
-                return Err(ServiceError::Invalid(format!(
-                    "unknown bank behaviour {other:?}"
-                )));
-            }
+            FaultChoice::None => None,
+            FaultChoice::ServerError => Some(FaultKind::ServerError),
+            FaultChoice::RateLimited => Some(FaultKind::RateLimited),
+            FaultChoice::Timeout => Some(FaultKind::Hang),
+            FaultChoice::ConsentRevoked => Some(FaultKind::ConsentRevoked),
         };
-        // Clear first: a fault replaces the bank's behaviour, latency included.
-        bank.set_fault(Fault::default());
-        if kind.is_some() || latency_ms > 0 {
-            bank.set_fault(Fault {
-                kind,
-                latency_ms: (latency_ms > 0).then_some(u64::from(latency_ms)),
-                ..Fault::default()
-            });
-        }
-        Ok(())
+        // A fault replaces the bank's behaviour for the partner's accounts, latency included.
+        self.services
+            .set_fault(
+                partner_id(viewer)?,
+                FaultSpec {
+                    kind,
+                    latency_ms: (latency_ms > 0).then_some(u64::from(latency_ms)),
+                    ..FaultSpec::default()
+                },
+            )
+            .await
+            .map_err(told)
     }
 
     async fn sandbox_shift_clock(
@@ -698,25 +638,6 @@ impl PortalServices for StorePortal {
         _viewer: &Viewer,
         minutes: i64,
     ) -> Result<(), ServiceError> {
-        self.sandbox_only()?;
-        if !(-10_080..=10_080).contains(&minutes) {
-            return Err(ServiceError::Invalid(
-                "Shift by at most a week at a time.".to_owned(),
-            ));
-        }
-        self.api.clock.shift(TimeDelta::minutes(minutes));
-        Ok(())
-    }
-}
-
-impl StorePortal {
-    fn sandbox_only(&self) -> Result<(), ServiceError> {
-        if self.api.sandbox {
-            Ok(())
-        } else {
-            Err(ServiceError::Invalid(
-                "The sandbox is off on this server (start it with --sandbox).".to_owned(),
-            ))
-        }
+        self.services.shift_clock(minutes).map_err(told)
     }
 }

@@ -1,11 +1,10 @@
 //! Portal sessions: sign-in (argon2id, rate-limited), sign-out, and the gate in front of
 //! every page and server function, which finds the signed-in user from the session cookie
-//! and hands it to the app as a request extension ([`Viewer`]). The cookie is HttpOnly and
+//! and hands it to the app as a request extension ([`Viewer`]). Thin: the checks are
+//! `services::sessions`'. The cookie is HttpOnly and
 //! SameSite=Lax, so no script reads it and no other site's form posts with it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use app::model::Viewer;
 use axum::body::Bytes;
@@ -13,54 +12,13 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use chrono::TimeDelta;
 
-use crate::api::Api;
+use crate::services::Services;
+use crate::services::events::{Resume, resume_from};
+use crate::services::sessions::{SignIn, TTL};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "freshet_session";
-/// How long a session lasts.
-const TTL: TimeDelta = TimeDelta::hours(12);
-/// Failed sign-ins allowed per email within [`WINDOW`].
-const MAX_FAILURES: usize = 5;
-const WINDOW: Duration = Duration::from_secs(15 * 60);
-
-/// Counts failed sign-ins per email, to slow down password guessing.
-#[derive(Debug, Default)]
-pub struct SignInLimiter {
-    failures: Mutex<HashMap<String, Vec<Instant>>>,
-}
-
-impl SignInLimiter {
-    fn recent(&self, email: &str, now: Instant) -> usize {
-        self.failures.lock().map_or(0, |mut map| {
-            let list = map.entry(email.to_owned()).or_default();
-            list.retain(|at| now.duration_since(*at) < WINDOW);
-            list.len()
-        })
-    }
-
-    fn failed(&self, email: &str, now: Instant) {
-        if let Ok(mut map) = self.failures.lock() {
-            // Bounded memory under a spray of emails: forget everything rather than grow.
-            if map.len() > 100_000 {
-                map.clear();
-            }
-            map.entry(email.to_owned()).or_default().push(now);
-        }
-    }
-
-    fn succeeded(&self, email: &str) {
-        if let Ok(mut map) = self.failures.lock() {
-            map.remove(email);
-        }
-    }
-
-    /// Whether `email` may try again now.
-    pub fn allows(&self, email: &str) -> bool {
-        self.recent(email, Instant::now()) < MAX_FAILURES
-    }
-}
 
 fn session_token(headers: &HeaderMap) -> Option<String> {
     headers
@@ -96,9 +54,9 @@ fn is_public(path: &str) -> bool {
 
 /// Puts the signed-in user into the request, or sends the visitor to sign in (server
 /// functions answer 401: a script called them, not a person).
-pub async fn gate(State(api): State<Arc<Api>>, mut req: Request, next: Next) -> Response {
+pub async fn gate(State(services): State<Arc<Services>>, mut req: Request, next: Next) -> Response {
     let viewer = match session_token(req.headers()) {
-        Some(token) => match api.store.session(&token, api.clock.now()).await {
+        Some(token) => match services.session(&token).await {
             Ok(found) => found,
             Err(e) => {
                 tracing::error!(error = %e, "reading a portal session");
@@ -136,7 +94,7 @@ pub async fn gate(State(api): State<Arc<Api>>, mut req: Request, next: Next) -> 
 
 /// `POST /auth/sign-in` (a form: `email`, `password`, `next`).
 pub async fn sign_in(
-    State((api, limiter)): State<(Arc<Api>, Arc<SignInLimiter>)>,
+    State(services): State<Arc<Services>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -151,7 +109,6 @@ pub async fn sign_in(
             _ => {}
         }
     }
-    let key = email.to_lowercase();
     let again = |error: &str| {
         redirect(&format!(
             "/sign-in?error={error}&email={}&next={}",
@@ -159,25 +116,12 @@ pub async fn sign_in(
             encode(&next)
         ))
     };
-    if !limiter.allows(&key) {
-        return again("throttled");
-    }
-    let user = match api.store.authenticate(&email, &password).await {
-        Ok(user) => user,
+    let token = match services.sign_in(&email, &password).await {
+        Ok(SignIn::Session(token)) => token,
+        Ok(SignIn::Refused) => return again("invalid"),
+        Ok(SignIn::Throttled) => return again("throttled"),
         Err(e) => {
             tracing::error!(error = %e, "signing in");
-            return (StatusCode::SERVICE_UNAVAILABLE, "try again in a moment").into_response();
-        }
-    };
-    let Some(user) = user else {
-        limiter.failed(&key, Instant::now());
-        return again("invalid");
-    };
-    limiter.succeeded(&key);
-    let token = match api.store.create_session(user, TTL, api.clock.now()).await {
-        Ok(token) => token,
-        Err(e) => {
-            tracing::error!(error = %e, "opening a portal session");
             return (StatusCode::SERVICE_UNAVAILABLE, "try again in a moment").into_response();
         }
     };
@@ -203,9 +147,9 @@ pub async fn sign_in(
 }
 
 /// `POST /auth/sign-out`.
-pub async fn sign_out(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+pub async fn sign_out(State(services): State<Arc<Services>>, headers: HeaderMap) -> Response {
     if let Some(token) = session_token(&headers)
-        && let Err(e) = api.store.end_session(&token, api.clock.now()).await
+        && let Err(e) = services.sign_out(&token).await
     {
         tracing::error!(error = %e, "ending a portal session");
     }
@@ -219,46 +163,39 @@ pub async fn sign_out(State(api): State<Arc<Api>>, headers: HeaderMap) -> Respon
 
 /// `GET /portal/events`: the signed-in user's partner's events, as the API streams them.
 pub async fn events(
-    State(api): State<Arc<Api>>,
+    State(services): State<Arc<Services>>,
     axum::Extension(viewer): axum::Extension<Viewer>,
     headers: HeaderMap,
 ) -> Response {
     let Ok(partner) = uuid::Uuid::parse_str(&viewer.partner_id) else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    match crate::api::events::start_after(&api.store, partner, &headers).await {
-        Ok(after) => crate::api::events::partner_stream(&api.store, partner, after).into_response(),
-        Err(e) => e.into_response(),
+    let last = headers
+        .get("last-event-id")
+        .map(|v| v.to_str().unwrap_or("not text"));
+    let after = match resume_from(last) {
+        Some(Resume::Invalid) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "Last-Event-ID must be an id this stream sent",
+            )
+                .into_response();
+        }
+        Some(Resume::After(seq)) => Some(seq),
+        None => None,
+    };
+    match services.stream_start(partner, after).await {
+        Ok(after) => crate::sse::response(services.event_stream(partner, after)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "starting a portal event stream");
+            (StatusCode::SERVICE_UNAVAILABLE, "try again in a moment").into_response()
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn five_failures_within_the_window_lock_the_email_until_it_passes() {
-        let limiter = SignInLimiter::default();
-        let start = Instant::now();
-        for _ in 0..MAX_FAILURES {
-            assert!(limiter.recent("a@b.c", start) < MAX_FAILURES);
-            limiter.failed("a@b.c", start);
-        }
-        assert_eq!(limiter.recent("a@b.c", start), MAX_FAILURES);
-        assert_eq!(limiter.recent("other@b.c", start), 0, "per email");
-        assert_eq!(
-            limiter.recent("a@b.c", start + WINDOW),
-            0,
-            "the window passed"
-        );
-        limiter.failed("x@y.z", start);
-        limiter.succeeded("x@y.z");
-        assert_eq!(
-            limiter.recent("x@y.z", start),
-            0,
-            "a success clears the count"
-        );
-    }
 
     #[test]
     fn the_session_cookie_is_found_among_others() {

@@ -1,19 +1,33 @@
-//! Connected accounts.
+//! Connected accounts: how the bank knows each one (an opaque link the bank's connector
+//! reads), their consent and refresh state, and whose they are.
 
 use chrono::{DateTime, Utc};
 use freshet_rules::ConsentStatus;
 use uuid::Uuid;
 
-use sqlx::QueryBuilder;
-
+use super::jobs::{self, NewJob};
 use super::{Store, StoreError, new_id};
-use crate::model::{Account, from_ms, to_ms};
-use crate::sandbox::BankTransaction;
+use crate::bank::FetchedTransaction;
+use crate::model::{Account, JobKind, from_ms, to_ms};
 
-/// An account to connect (the sandbox's shortcut past the connection journey).
+/// How a bank knows an account: which bank, its id there, and the consent freshet presents.
+/// Only that bank's connector reads them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountAtBank {
+    /// The bank (`sandbox`, ...).
+    pub bank_id: String,
+    /// The bank's id for the account.
+    pub account_id: String,
+    /// The consent the user gave, as the bank names it.
+    pub consent_id: String,
+}
+
+/// An account to connect.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewAccount {
-    /// The bank.
+    /// Our id for it (the caller picks it, so that the bank link may name it).
+    pub account_id: Uuid,
+    /// The bank, as the API shows it.
     pub provider_name: String,
     /// `CURRENT`, `SAVINGS`, ...
     pub account_type: String,
@@ -27,41 +41,40 @@ pub struct NewAccount {
     pub consent_expires_at: Option<DateTime<Utc>>,
     /// When transactions were last ingested.
     pub last_transaction_refresh_date: Option<DateTime<Utc>>,
-    /// The sandbox bank's persona for its transactions.
-    pub persona: String,
-    /// Transactions already ingested (stored as created at `last_transaction_refresh_date`).
-    pub history: Vec<BankTransaction>,
+    /// How the bank knows it.
+    pub bank: AccountAtBank,
+    /// Transactions already ingested, newest first (stored as created at
+    /// `last_transaction_refresh_date`).
+    pub history: Vec<FetchedTransaction>,
 }
 
-pub(super) type AccountRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-);
+#[derive(sqlx::FromRow)]
+pub(super) struct AccountRow {
+    id: String,
+    provider_name: String,
+    account_type: String,
+    currency: String,
+    balance: String,
+    consent_status: String,
+    consent_expires_at: Option<i64>,
+    last_transaction_refresh_date: Option<i64>,
+    in_flight_since: Option<i64>,
+}
 
-pub(super) const ACCOUNT_COLUMNS: &str = "id, provider_name, account_type, currency, balance, consent_status, \
-     consent_expires_at, last_transaction_refresh_date, in_flight_since";
-
-pub(super) fn account_from_row(row: AccountRow) -> Option<Account> {
-    let (id, provider_name, account_type, currency, balance, consent, expires, last, in_flight) =
-        row;
-    Some(Account {
-        account_id: Uuid::parse_str(&id).ok()?,
-        provider_name,
-        account_type,
-        currency,
-        balance,
-        consent_status: consent_status(&consent),
-        consent_expires_at: expires.map(from_ms),
-        last_transaction_refresh_date: last.map(from_ms),
-        in_flight_since: in_flight.map(from_ms),
-    })
+impl AccountRow {
+    fn into_account(self) -> Option<Account> {
+        Some(Account {
+            account_id: Uuid::parse_str(&self.id).ok()?,
+            provider_name: self.provider_name,
+            account_type: self.account_type,
+            currency: self.currency,
+            balance: self.balance,
+            consent_status: consent_status(&self.consent_status),
+            consent_expires_at: self.consent_expires_at.map(from_ms),
+            last_transaction_refresh_date: self.last_transaction_refresh_date.map(from_ms),
+            in_flight_since: self.in_flight_since.map(from_ms),
+        })
+    }
 }
 
 pub(super) fn consent_status(text: &str) -> ConsentStatus {
@@ -72,7 +85,7 @@ pub(super) fn consent_status(text: &str) -> ConsentStatus {
     }
 }
 
-pub(super) fn consent_text(status: ConsentStatus) -> &'static str {
+fn consent_text(status: ConsentStatus) -> &'static str {
     match status {
         ConsentStatus::Active => "ACTIVE",
         ConsentStatus::Expired => "EXPIRED",
@@ -90,14 +103,18 @@ impl Store {
         if !super::users::owned_by(&mut conn, partner, user_id).await? {
             return Ok(None);
         }
-        let rows: Vec<AccountRow> = sqlx::query_as(&format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE user_id = ?1 ORDER BY id"
-        ))
+        let rows: Vec<AccountRow> = sqlx::query_as(
+            "SELECT id, provider_name, account_type, currency, balance, consent_status,
+               consent_expires_at, last_transaction_refresh_date, in_flight_since
+             FROM accounts WHERE user_id = ?1 ORDER BY id",
+        )
         .bind(user_id.to_string())
         .fetch_all(&mut *conn)
         .await?;
         Ok(Some(
-            rows.into_iter().filter_map(account_from_row).collect(),
+            rows.into_iter()
+                .filter_map(AccountRow::into_account)
+                .collect(),
         ))
     }
 
@@ -116,16 +133,17 @@ impl Store {
         if !super::users::owned_by(&mut tx, partner, user_id).await? {
             return Ok(None);
         }
+        let user = user_id.to_string();
         let mut created = Vec::with_capacity(accounts.len());
         for a in accounts {
-            let id = new_id();
+            let id = a.account_id.to_string();
             sqlx::query(
                 "INSERT INTO accounts (id, user_id, provider_name, account_type, currency, balance, consent_status,
-                   consent_expires_at, last_transaction_refresh_date, persona, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                   consent_expires_at, last_transaction_refresh_date, bank_id, bank_account_id, bank_consent_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )
-            .bind(id.to_string())
-            .bind(user_id.to_string())
+            .bind(&id)
+            .bind(&user)
             .bind(&a.provider_name)
             .bind(&a.account_type)
             .bind(&a.currency)
@@ -133,35 +151,18 @@ impl Store {
             .bind(consent_text(a.consent_status))
             .bind(a.consent_expires_at.map(to_ms))
             .bind(a.last_transaction_refresh_date.map(to_ms))
-            .bind(&a.persona)
+            .bind(&a.bank.bank_id)
+            .bind(&a.bank.account_id)
+            .bind(&a.bank.consent_id)
             .bind(to_ms(now))
             .execute(&mut *tx)
             .await?;
-            let ingested_at = to_ms(a.last_transaction_refresh_date.unwrap_or(now));
             // Oldest first, so that ids (time-ordered) rise with the booking date.
-            let oldest_first: Vec<&BankTransaction> = a.history.iter().rev().collect();
-            for chunk in oldest_first.chunks(1000) {
-                let mut insert = QueryBuilder::new(
-                    "INSERT INTO transactions (id, account_id, user_id, bank_transaction_id, created, booked_at,
-                       amount, currency, description, merchant_name, category) ",
-                );
-                insert.push_values(chunk, |mut row, t| {
-                    row.push_bind(new_id().to_string())
-                        .push_bind(id.to_string())
-                        .push_bind(user_id.to_string())
-                        .push_bind(&t.bank_transaction_id)
-                        .push_bind(ingested_at)
-                        .push_bind(to_ms(t.booked_at))
-                        .push_bind(&t.amount)
-                        .push_bind(&a.currency)
-                        .push_bind(&t.description)
-                        .push_bind(&t.merchant_name)
-                        .push_bind(&t.category);
-                });
-                insert.build().execute(&mut *tx).await?;
-            }
+            let oldest_first: Vec<FetchedTransaction> = a.history.iter().rev().cloned().collect();
+            let ingested_at = a.last_transaction_refresh_date.unwrap_or(now);
+            super::transactions::insert(&mut tx, &id, &user, &oldest_first, ingested_at).await?;
             created.push(Account {
-                account_id: id,
+                account_id: a.account_id,
                 provider_name: a.provider_name.clone(),
                 account_type: a.account_type.clone(),
                 currency: a.currency.clone(),
@@ -174,21 +175,53 @@ impl Store {
         }
         if initial_fetch {
             // As after a real connection journey: the first fetch, as a job of its own.
-            let ids: Vec<String> = created.iter().map(|a| a.account_id.to_string()).collect();
-            super::work::create_job(
-                &mut tx,
-                "INITIAL",
-                &partner.to_string(),
-                &user_id.to_string(),
-                &ids,
-                now,
-            )
-            .await?;
+            let job = NewJob {
+                job_id: new_id(),
+                kind: JobKind::Initial,
+                partner,
+                user_id,
+                accounts: created.iter().map(|a| a.account_id.to_string()).collect(),
+            };
+            jobs::insert(&mut tx, &[job], now).await?;
             for a in &mut created {
                 a.in_flight_since = Some(now);
             }
         }
         tx.commit().await?;
         Ok(Some(created))
+    }
+
+    /// Whether the account belongs to one of `partner`'s users.
+    pub async fn account_of_partner(
+        &self,
+        partner: Uuid,
+        account_id: Uuid,
+    ) -> Result<bool, StoreError> {
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT 1 FROM accounts a JOIN users u ON u.id = a.user_id WHERE a.id = ?1 AND u.partner_id = ?2",
+        )
+        .bind(account_id.to_string())
+        .bind(partner.to_string())
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Whether the account is the user's (and the user `partner`'s).
+    pub async fn account_belongs(
+        &self,
+        partner: Uuid,
+        user_id: Uuid,
+        account_id: Uuid,
+    ) -> Result<bool, StoreError> {
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT 1 FROM accounts a JOIN users u ON u.id = a.user_id WHERE a.id = ?1 AND u.id = ?2 AND u.partner_id = ?3",
+        )
+        .bind(account_id.to_string())
+        .bind(user_id.to_string())
+        .bind(partner.to_string())
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.is_some())
     }
 }

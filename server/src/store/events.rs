@@ -1,10 +1,43 @@
-//! Reading the event log (the outbox), in commit order, per partner.
+//! The event log (the outbox): appending, and reading in commit order per partner or per job.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Store, StoreError};
 use crate::model::{from_ms, to_ms};
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    seq: i64,
+    id: String,
+    #[sqlx(rename = "type")]
+    event_type: String,
+    payload: String,
+    created_at: i64,
+}
+
+impl From<EventRow> for StoredEvent {
+    fn from(r: EventRow) -> Self {
+        Self {
+            seq: r.seq,
+            id: r.id,
+            event_type: r.event_type,
+            payload: r.payload,
+            created_at: from_ms(r.created_at),
+        }
+    }
+}
+
+/// An event of a job, with how its webhook deliveries went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobEvent {
+    /// The event.
+    pub event: StoredEvent,
+    /// Its account.
+    pub account_id: String,
+    /// Each delivery: (subscription, status, attempts).
+    pub deliveries: Vec<(String, String, i64)>,
+}
 
 /// One event of the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,7 +105,7 @@ impl Store {
         after: i64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
+        let rows: Vec<EventRow> = sqlx::query_as(
             "SELECT seq, id, type, payload, created_at FROM events WHERE partner_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
         )
         .bind(partner.to_string())
@@ -80,15 +113,38 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(seq, id, event_type, payload, created_at)| StoredEvent {
-                seq,
-                id,
-                event_type,
-                payload,
-                created_at: from_ms(created_at),
-            })
-            .collect())
+        Ok(rows.into_iter().map(StoredEvent::from).collect())
+    }
+
+    /// The events of one of `partner`'s jobs, in commit order, with their deliveries.
+    pub async fn job_events(&self, partner: Uuid, job: Uuid) -> Result<Vec<JobEvent>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT seq, id, type, payload, created_at FROM events
+             WHERE partner_id = ?1 AND json_extract(payload, '$.jobId') = ?2 ORDER BY seq",
+        )
+        .bind(partner.to_string())
+        .bind(job.to_string())
+        .fetch_all(&self.read)
+        .await?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            let deliveries: Vec<(String, String, i64)> = sqlx::query_as(
+                "SELECT subscription_id, status, attempts FROM webhook_deliveries WHERE event_id = ?1 ORDER BY subscription_id",
+            )
+            .bind(&row.id)
+            .fetch_all(&self.read)
+            .await?;
+            let event = StoredEvent::from(row);
+            let account_id = serde_json::from_str::<serde_json::Value>(&event.payload)
+                .ok()
+                .and_then(|p| p["accountId"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            events.push(JobEvent {
+                event,
+                account_id,
+                deliveries,
+            });
+        }
+        Ok(events)
     }
 }

@@ -1,5 +1,8 @@
-//! All of freshet's SQL, behind one narrow interface (`Store`), so that PostgreSQL can
-//! come later as a second implementation. SQLite here: one file, WAL, `synchronous=FULL`
+//! All of freshet's SQL, behind one narrow interface (`Store`), one module per aggregate
+//! (partners and keys, portal users and sessions, users, accounts, transactions, jobs, the
+//! refresh decision's transaction, the work queue, events, webhooks), so that PostgreSQL
+//! can come later as a second implementation. Rows decode into named structs. Nothing
+//! outside this module speaks SQL. SQLite here: one file, WAL, `synchronous=FULL`
 //! (a 201 is only sent after its job is on disk), foreign keys on.
 //!
 //! Two pools: a single write connection (SQLite has one writer; queueing in our pool
@@ -8,31 +11,33 @@
 
 mod accounts;
 mod events;
+mod jobs;
 mod partners;
-mod portal;
 mod portal_users;
-pub mod refresh;
+mod refresh;
 mod retention;
 mod transactions;
 mod users;
 pub mod webhooks;
-pub mod work;
+mod work;
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{Sqlite, SqlitePool, Transaction};
 
-pub use accounts::NewAccount;
-pub use events::StoredEvent;
-pub use partners::CreatedPartner;
-pub use portal::{ApiKeyRow, AttemptPoint, JobEventRow, JobItemRow, JobRow, SessionUser, UserRow};
-pub use portal_users::PortalUserError;
-pub use refresh::{LoadedUser, NewJob, StoredResponse};
+pub use accounts::{AccountAtBank, NewAccount};
+pub use events::{JobEvent, StoredEvent};
+pub use jobs::{ItemTimings, JobSummary, NewJob};
+pub use partners::{ApiKey, CreatedPartner};
+pub use portal_users::{PortalUserError, SessionUser};
+pub use refresh::{Batch, BatchWrites, LoadedUser, RefreshWriter, StoredResponse};
 pub use retention::Pruned;
 pub use transactions::{TransactionFilter, TransactionPage};
+pub use users::UserSummary;
+pub use work::{ClaimedAccount, Outcome};
 
 /// What can go wrong below the API. Every variant is an internal error for the client:
 /// "not found" and the like are `Option`s and enums of the calling service.
@@ -111,15 +116,8 @@ impl Store {
 
     /// Starts a write transaction that takes SQLite's write lock at once (`BEGIN IMMEDIATE`),
     /// so that what it reads cannot change before it writes.
-    pub async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
-    }
-
-    /// A connection of its own for a long-lived writer (the refresh decision), so that its
-    /// transactions do not wait on the pool. SQLite still has one writer at a time: the
-    /// other writers' `BEGIN IMMEDIATE` waits up to the busy timeout.
-    pub async fn dedicated_writer(&self) -> Result<SqliteConnection, StoreError> {
-        Ok(SqliteConnection::connect_with(&self.options).await?)
     }
 
     /// A receiver that changes after each commit that appended events.
@@ -137,7 +135,7 @@ impl Store {
         self.deliveries_wanted.notified().await;
     }
 
-    pub(crate) fn events_committed(&self) {
+    fn events_committed(&self) {
         self.events_appended.send_modify(|n| *n = n.wrapping_add(1));
     }
 
@@ -148,8 +146,9 @@ impl Store {
     }
 }
 
-/// A new id: UUID v7, time-ordered, so that new rows land at the end of their B-trees
-/// and ids sort by creation.
-pub(crate) fn new_id() -> uuid::Uuid {
-    uuid::Uuid::now_v7()
+pub(crate) use crate::model::new_id;
+
+/// A value as the JSON text that a bulk statement reads with `json_each`.
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Encoding(e.to_string()))
 }

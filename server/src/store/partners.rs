@@ -1,11 +1,13 @@
-//! Partners and their API keys.
+//! Partners and their API keys. A key is stored as its SHA-256 (keys are 192 random bits, so
+//! a fast hash is enough) with its first characters, to recognise it by.
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
+use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use super::{Store, StoreError, new_id};
-use crate::model::{Partner, to_ms};
+use crate::model::{Partner, from_ms, to_ms};
 
 /// A partner just created, with its first API key in clear (shown once, stored hashed).
 #[derive(Clone, PartialEq, Eq, serde::Serialize)]
@@ -26,15 +28,67 @@ impl std::fmt::Debug for CreatedPartner {
     }
 }
 
-pub(super) fn key_hash(key: &str) -> Vec<u8> {
+/// An API key as it is listed (never the key itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    /// The key's id.
+    pub id: String,
+    /// Its first characters, to recognise it.
+    pub prefix: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct PartnerRow {
+    id: String,
+    name: String,
+    direct_enabled: bool,
+}
+
+impl PartnerRow {
+    fn into_partner(self) -> Option<Partner> {
+        Some(Partner {
+            id: Uuid::parse_str(&self.id).ok()?,
+            name: self.name,
+            direct_enabled: self.direct_enabled,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ApiKeyRow {
+    id: String,
+    prefix: String,
+    created_at: i64,
+    revoked_at: Option<i64>,
+}
+
+fn key_hash(key: &str) -> Vec<u8> {
     Sha256::digest(key.as_bytes()).to_vec()
 }
 
-pub(super) fn new_key() -> Result<String, StoreError> {
+/// Creates a key for `partner` inside the caller's transaction: the one place a key is made.
+async fn insert_key(
+    conn: &mut SqliteConnection,
+    partner: Uuid,
+    now: DateTime<Utc>,
+) -> Result<String, StoreError> {
     let mut bytes = [0_u8; 24];
     getrandom::fill(&mut bytes).map_err(|e| StoreError::Random(e.to_string()))?;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("fsk_{hex}"))
+    let key = format!("fsk_{hex}");
+    sqlx::query("INSERT INTO api_keys (id, partner_id, key_hash, prefix, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .bind(new_id().to_string())
+        .bind(partner.to_string())
+        .bind(key_hash(&key))
+        .bind(&key[..12])
+        .bind(to_ms(now))
+        .execute(&mut *conn)
+        .await?;
+    Ok(key)
 }
 
 impl Store {
@@ -46,7 +100,6 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<CreatedPartner, StoreError> {
         let partner_id = new_id();
-        let api_key = new_key()?;
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO partners (id, name, direct_enabled, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -57,14 +110,7 @@ impl Store {
         .bind(to_ms(now))
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO api_keys (id, partner_id, key_hash, prefix, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
-            .bind(new_id().to_string())
-            .bind(partner_id.to_string())
-            .bind(key_hash(&api_key))
-            .bind(&api_key[..12])
-            .bind(to_ms(now))
-            .execute(&mut *tx)
-            .await?;
+        let api_key = insert_key(&mut tx, partner_id, now).await?;
         tx.commit().await?;
         Ok(CreatedPartner {
             partner_id,
@@ -74,34 +120,24 @@ impl Store {
 
     /// The partner holding this (unrevoked) key.
     pub async fn partner_by_key(&self, key: &str) -> Result<Option<Partner>, StoreError> {
-        let row: Option<(String, String, bool)> = sqlx::query_as(
+        let row: Option<PartnerRow> = sqlx::query_as(
             "SELECT p.id, p.name, p.direct_enabled FROM api_keys k JOIN partners p ON p.id = k.partner_id
              WHERE k.key_hash = ?1 AND k.revoked_at IS NULL",
         )
         .bind(key_hash(key))
         .fetch_optional(&self.read)
         .await?;
-        Ok(row.and_then(|(id, name, direct_enabled)| {
-            Some(Partner {
-                id: Uuid::parse_str(&id).ok()?,
-                name,
-                direct_enabled,
-            })
-        }))
+        Ok(row.and_then(PartnerRow::into_partner))
     }
 
     /// A partner by its id.
     pub async fn partner_by_id(&self, id: Uuid) -> Result<Option<Partner>, StoreError> {
-        let row: Option<(String, bool)> =
-            sqlx::query_as("SELECT name, direct_enabled FROM partners WHERE id = ?1")
+        let row: Option<PartnerRow> =
+            sqlx::query_as("SELECT id, name, direct_enabled FROM partners WHERE id = ?1")
                 .bind(id.to_string())
                 .fetch_optional(&self.read)
                 .await?;
-        Ok(row.map(|(name, direct_enabled)| Partner {
-            id,
-            name,
-            direct_enabled,
-        }))
+        Ok(row.and_then(PartnerRow::into_partner))
     }
 
     /// Whether any partner exists (the demo seeds only an empty database).
@@ -110,5 +146,52 @@ impl Store {
             .fetch_one(&self.read)
             .await?;
         Ok(n > 0)
+    }
+
+    /// `partner`'s API keys, newest first.
+    pub async fn api_keys(&self, partner: Uuid) -> Result<Vec<ApiKey>, StoreError> {
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(
+            "SELECT id, prefix, created_at, revoked_at FROM api_keys WHERE partner_id = ?1 ORDER BY created_at DESC, id DESC",
+        )
+        .bind(partner.to_string())
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ApiKey {
+                id: r.id,
+                prefix: r.prefix,
+                created_at: from_ms(r.created_at),
+                revoked_at: r.revoked_at.map(from_ms),
+            })
+            .collect())
+    }
+
+    /// A new API key for `partner`; the key itself is returned once, only its hash is kept.
+    pub async fn create_api_key(
+        &self,
+        partner: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        let mut conn = self.write.acquire().await?;
+        insert_key(&mut conn, partner, now).await
+    }
+
+    /// Revokes one of `partner`'s keys; whether it was there and active.
+    pub async fn revoke_api_key(
+        &self,
+        partner: Uuid,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = ?3 WHERE id = ?1 AND partner_id = ?2 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .bind(partner.to_string())
+        .bind(to_ms(now))
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 }

@@ -1,12 +1,60 @@
-//! Portal users: partner staff who sign in with an email and a password (argon2id).
+//! Portal users — partner staff who sign in with an email and a password (argon2id) — and
+//! their sessions. A session's cookie holds a random token; only its SHA-256 is stored.
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHasher, SaltString};
-use chrono::{DateTime, Utc};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use chrono::{DateTime, TimeDelta, Utc};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{Store, StoreError, new_id};
 use crate::model::to_ms;
+
+/// A signed-in portal user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionUser {
+    /// The portal user.
+    pub portal_user_id: Uuid,
+    /// Their email.
+    pub email: String,
+    /// Their partner.
+    pub partner_id: Uuid,
+    /// The partner's name.
+    pub partner_name: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    user_id: String,
+    email: String,
+    partner_id: String,
+    partner_name: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct CredentialRow {
+    id: String,
+    password_hash: String,
+}
+
+fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Verifying a password costs the same whether or not the email exists: a missing user is
+/// checked against this hash, so response times do not reveal which emails are registered.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0dPjr9E6OuEFDTdrb8rX5MKdbexUqlXqiILTmu4ZYXo";
+
+fn password_matches(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
 
 /// Why a portal user could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -87,5 +135,87 @@ impl Store {
         };
         tx.commit().await.map_err(StoreError::from)?;
         Ok(id)
+    }
+}
+
+impl Store {
+    /// The portal user with this email and password.
+    pub async fn authenticate(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let row: Option<CredentialRow> =
+            sqlx::query_as("SELECT id, password_hash FROM portal_users WHERE email = ?1")
+                .bind(email.trim())
+                .fetch_optional(&self.read)
+                .await?;
+        let (id, hash) = row.map_or((None, DUMMY_HASH.to_owned()), |r| {
+            (Some(r.id), r.password_hash)
+        });
+        let password = password.to_owned();
+        // Argon2 takes tens of milliseconds of CPU: off the async threads.
+        let ok = tokio::task::spawn_blocking(move || password_matches(&hash, &password))
+            .await
+            .unwrap_or(false);
+        Ok(id.filter(|_| ok).and_then(|id| Uuid::parse_str(&id).ok()))
+    }
+
+    /// Opens a session for `user` until `now + ttl`; returns the cookie's token.
+    pub async fn create_session(
+        &self,
+        user: Uuid,
+        ttl: TimeDelta,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        let mut bytes = [0_u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| StoreError::Random(e.to_string()))?;
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        sqlx::query(
+            "INSERT INTO portal_sessions (token_hash, portal_user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(token_hash(&token))
+        .bind(user.to_string())
+        .bind(to_ms(now))
+        .bind(to_ms(now + ttl))
+        .execute(&self.write)
+        .await?;
+        Ok(token)
+    }
+
+    /// Who holds this session token, if it is valid at `now`.
+    pub async fn session(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SessionUser>, StoreError> {
+        let row: Option<SessionRow> = sqlx::query_as(
+            "SELECT u.id AS user_id, u.email, p.id AS partner_id, p.name AS partner_name
+             FROM portal_sessions s
+             JOIN portal_users u ON u.id = s.portal_user_id JOIN partners p ON p.id = u.partner_id
+             WHERE s.token_hash = ?1 AND s.expires_at > ?2",
+        )
+        .bind(token_hash(token))
+        .bind(to_ms(now))
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.and_then(|r| {
+            Some(SessionUser {
+                portal_user_id: Uuid::parse_str(&r.user_id).ok()?,
+                email: r.email,
+                partner_id: Uuid::parse_str(&r.partner_id).ok()?,
+                partner_name: r.partner_name,
+            })
+        }))
+    }
+
+    /// Ends a session (and any expired ones).
+    pub async fn end_session(&self, token: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM portal_sessions WHERE token_hash = ?1 OR expires_at <= ?2")
+            .bind(token_hash(token))
+            .bind(to_ms(now))
+            .execute(&self.write)
+            .await?;
+        Ok(())
     }
 }

@@ -1,10 +1,12 @@
-//! Transactions: newest first by `created`, filtered, in cursor pages.
+//! Transactions: written one way (`insert`), listed newest first by `created`, filtered,
+//! in cursor pages, and counted per account.
 
 use chrono::{DateTime, Utc};
-use sqlx::QueryBuilder;
+use sqlx::{QueryBuilder, SqliteConnection};
 use uuid::Uuid;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, json, new_id};
+use crate::bank::FetchedTransaction;
 use crate::model::{Transaction, from_ms, to_ms};
 
 /// Which transactions of a user to list.
@@ -31,17 +33,79 @@ pub struct TransactionPage {
     pub next: Option<(DateTime<Utc>, Uuid)>,
 }
 
-type TxRow = (
-    String,
-    String,
-    i64,
-    i64,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-);
+#[derive(sqlx::FromRow)]
+struct TransactionRow {
+    id: String,
+    account_id: String,
+    created: i64,
+    booked_at: i64,
+    amount: String,
+    currency: String,
+    description: String,
+    merchant_name: Option<String>,
+    category: Option<String>,
+}
+
+impl TransactionRow {
+    fn into_transaction(self) -> Option<Transaction> {
+        Some(Transaction {
+            transaction_id: Uuid::parse_str(&self.id).ok()?,
+            account_id: Uuid::parse_str(&self.account_id).ok()?,
+            created: from_ms(self.created),
+            booked_at: from_ms(self.booked_at),
+            amount: self.amount,
+            currency: self.currency,
+            description: self.description,
+            merchant_name: self.merchant_name,
+            category: self.category,
+        })
+    }
+}
+
+/// Stores an account's transactions as ingested at `created`, in the order given (ids are
+/// time-ordered, so give them oldest first), skipping those whose bank id the account
+/// already has; returns how many were new. One statement, whatever their number: the one
+/// way a transaction is written.
+pub(super) async fn insert(
+    conn: &mut SqliteConnection,
+    account_id: &str,
+    user_id: &str,
+    transactions: &[FetchedTransaction],
+    created: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    if transactions.is_empty() {
+        return Ok(0);
+    }
+    let rows: Vec<serde_json::Value> = transactions
+        .iter()
+        .map(|t| {
+            serde_json::json!([
+                new_id().to_string(),
+                t.bank_transaction_id,
+                to_ms(t.booked_at),
+                t.amount,
+                t.currency,
+                t.description,
+                t.merchant_name,
+                t.category
+            ])
+        })
+        .collect();
+    let inserted = sqlx::query(
+        "INSERT OR IGNORE INTO transactions (id, account_id, user_id, bank_transaction_id, created, booked_at,
+           amount, currency, description, merchant_name, category)
+         SELECT value ->> 0, ?2, ?3, value ->> 1, ?4, value ->> 2, value ->> 3, value ->> 4,
+           value ->> 5, value ->> 6, value ->> 7
+         FROM json_each(?1)",
+    )
+    .bind(json(&rows)?)
+    .bind(account_id)
+    .bind(user_id)
+    .bind(to_ms(created))
+    .execute(&mut *conn)
+    .await?;
+    Ok(inserted.rows_affected())
+}
 
 impl Store {
     /// A page of the user's transactions; `None` when the user is not `partner`'s.
@@ -83,34 +147,10 @@ impl Store {
         }
         q.push(" ORDER BY created DESC, id DESC LIMIT ")
             .push_bind(i64::from(filter.limit) + 1);
-        let rows: Vec<TxRow> = q.build_query_as().fetch_all(&mut *conn).await?;
+        let rows: Vec<TransactionRow> = q.build_query_as().fetch_all(&mut *conn).await?;
         let mut data: Vec<Transaction> = rows
             .into_iter()
-            .filter_map(
-                |(
-                    id,
-                    account_id,
-                    created,
-                    booked_at,
-                    amount,
-                    currency,
-                    description,
-                    merchant_name,
-                    category,
-                )| {
-                    Some(Transaction {
-                        transaction_id: Uuid::parse_str(&id).ok()?,
-                        account_id: Uuid::parse_str(&account_id).ok()?,
-                        created: from_ms(created),
-                        booked_at: from_ms(booked_at),
-                        amount,
-                        currency,
-                        description,
-                        merchant_name,
-                        category,
-                    })
-                },
-            )
+            .filter_map(TransactionRow::into_transaction)
             .collect();
         let more = data.len() > filter.limit as usize;
         data.truncate(filter.limit as usize);
@@ -122,37 +162,13 @@ impl Store {
         Ok(Some(TransactionPage { data, next }))
     }
 
-    /// Whether the account belongs to one of `partner`'s users.
-    pub async fn account_of_partner(
-        &self,
-        partner: Uuid,
-        account_id: Uuid,
-    ) -> Result<bool, StoreError> {
-        let row: Option<(i64,)> = sqlx::query_as(
-            "SELECT 1 FROM accounts a JOIN users u ON u.id = a.user_id WHERE a.id = ?1 AND u.partner_id = ?2",
+    /// Stored transactions per account of one user.
+    pub async fn transaction_counts(&self, user: Uuid) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT account_id, COUNT(*) FROM transactions WHERE user_id = ?1 GROUP BY account_id",
         )
-        .bind(account_id.to_string())
-        .bind(partner.to_string())
-        .fetch_optional(&self.read)
-        .await?;
-        Ok(row.is_some())
-    }
-
-    /// Whether the account is the user's (and the user `partner`'s).
-    pub async fn account_belongs(
-        &self,
-        partner: Uuid,
-        user_id: Uuid,
-        account_id: Uuid,
-    ) -> Result<bool, StoreError> {
-        let row: Option<(i64,)> = sqlx::query_as(
-            "SELECT 1 FROM accounts a JOIN users u ON u.id = a.user_id WHERE a.id = ?1 AND u.id = ?2 AND u.partner_id = ?3",
-        )
-        .bind(account_id.to_string())
-        .bind(user_id.to_string())
-        .bind(partner.to_string())
-        .fetch_optional(&self.read)
-        .await?;
-        Ok(row.is_some())
+        .bind(user.to_string())
+        .fetch_all(&self.read)
+        .await?)
     }
 }

@@ -7,15 +7,42 @@ use uuid::Uuid;
 use super::{Store, StoreError, new_id};
 use crate::model::{User, UserSource, from_ms, to_ms};
 
-type UserRow = (String, String, Option<String>, i64);
+/// One user of a partner's users list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserSummary {
+    /// The user.
+    pub user: User,
+    /// Connected accounts.
+    pub accounts: i64,
+    /// The newest `lastTransactionRefreshDate` of its accounts.
+    pub last_refresh: Option<DateTime<Utc>>,
+}
 
-fn user_from_row((id, source, external_reference, created_at): UserRow) -> Option<User> {
-    Some(User {
-        user_id: Uuid::parse_str(&id).ok()?,
-        source: UserSource::parse(&source),
-        external_reference,
-        created_at: from_ms(created_at),
-    })
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: String,
+    source: String,
+    external_reference: Option<String>,
+    created_at: i64,
+}
+
+impl UserRow {
+    fn into_user(self) -> Option<User> {
+        Some(User {
+            user_id: Uuid::parse_str(&self.id).ok()?,
+            source: UserSource::parse(&self.source),
+            external_reference: self.external_reference,
+            created_at: from_ms(self.created_at),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct UserSummaryRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    accounts: i64,
+    last_refresh: Option<i64>,
 }
 
 /// Whether `user_id` exists and is `partner`'s; every per-user query asks this first, so
@@ -69,6 +96,54 @@ impl Store {
         .bind(partner.to_string())
         .fetch_optional(&self.read)
         .await?;
-        Ok(row.and_then(user_from_row))
+        Ok(row.and_then(UserRow::into_user))
+    }
+
+    /// A page of `partner`'s users, newest first, whose id or external reference contains
+    /// `query`; and whether there is a next page.
+    pub async fn users_page(
+        &self,
+        partner: Uuid,
+        query: &str,
+        offset: u32,
+        limit: u32,
+    ) -> Result<(Vec<UserSummary>, bool), StoreError> {
+        let pattern = format!(
+            "%{}%",
+            query
+                .trim()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let rows: Vec<UserSummaryRow> = sqlx::query_as(
+            "SELECT u.id, u.source, u.external_reference, u.created_at,
+               (SELECT COUNT(*) FROM accounts a WHERE a.user_id = u.id) AS accounts,
+               (SELECT MAX(a.last_transaction_refresh_date) FROM accounts a WHERE a.user_id = u.id) AS last_refresh
+             FROM users u
+             WHERE u.partner_id = ?1
+               AND (u.id LIKE ?2 ESCAPE '\\' OR COALESCE(u.external_reference, '') LIKE ?2 ESCAPE '\\')
+             ORDER BY u.created_at DESC, u.id DESC LIMIT ?3 OFFSET ?4",
+        )
+        .bind(partner.to_string())
+        .bind(pattern)
+        .bind(i64::from(limit) + 1)
+        .bind(i64::from(offset))
+        .fetch_all(&self.read)
+        .await?;
+        let more = rows.len() > limit as usize;
+        Ok((
+            rows.into_iter()
+                .take(limit as usize)
+                .filter_map(|r| {
+                    Some(UserSummary {
+                        user: r.user.into_user()?,
+                        accounts: r.accounts,
+                        last_refresh: r.last_refresh.map(from_ms),
+                    })
+                })
+                .collect(),
+            more,
+        ))
     }
 }

@@ -4,8 +4,10 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::accounts::AccountAtBank;
+use super::jobs::{self, NewJob};
 use super::{Store, StoreError, new_id};
-use crate::model::{from_ms, to_ms};
+use crate::model::{JobKind, from_ms, to_ms};
 
 /// An account whose open job items a worker now holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,10 +18,27 @@ pub struct ClaimedAccount {
     pub user_id: String,
     /// The user's partner.
     pub partner_id: String,
-    /// The sandbox persona (what the sandbox bank's consent names).
-    pub persona: String,
+    /// How its bank knows it.
+    pub bank: AccountAtBank,
     /// When it was last ingested: the fetch asks the bank for what is newer.
     pub last_refresh: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    user_id: String,
+    partner_id: String,
+    bank_id: String,
+    bank_account_id: String,
+    bank_consent_id: String,
+    last_transaction_refresh_date: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct DueAccount {
+    id: String,
+    user_id: String,
+    partner_id: String,
 }
 
 /// How an account's fetch ended.
@@ -41,21 +60,17 @@ pub enum Outcome<'a> {
 /// The event an ended item produces: its type follows the job's kind (D•One's names; the
 /// `.failed` ones are ours), and only on-demand events carry the `jobId`.
 fn event(
-    kind: &str,
+    kind: JobKind,
     job_id: &str,
     account: &ClaimedAccount,
     outcome: &Outcome<'_>,
     new_transactions: i64,
     now: DateTime<Utc>,
 ) -> (String, serde_json::Value) {
-    let family = match kind {
-        "SCHEDULED" => "scheduled_refresh",
-        "INITIAL" => "user_initiated",
-        _ => "on_demand_refresh",
-    };
+    let family = kind.event_family();
     let mut payload =
         serde_json::json!({ "userId": account.user_id, "accountId": account.account_id });
-    if kind == "ON_DEMAND" {
+    if kind == JobKind::OnDemand {
         payload["jobId"] = serde_json::json!(job_id);
     }
     let result = match outcome {
@@ -119,20 +134,25 @@ impl Store {
             .bind(owner)
             .execute(&mut *tx)
             .await?;
-            let row: Option<(String, String, String, Option<i64>)> = sqlx::query_as(
-                "SELECT a.user_id, u.partner_id, a.persona, a.last_transaction_refresh_date
+            let row: Option<ClaimRow> = sqlx::query_as(
+                "SELECT a.user_id, u.partner_id, a.bank_id, a.bank_account_id, a.bank_consent_id,
+                   a.last_transaction_refresh_date
                  FROM accounts a JOIN users u ON u.id = a.user_id WHERE a.id = ?1",
             )
             .bind(&account_id)
             .fetch_optional(&mut *tx)
             .await?;
-            if let Some((user_id, partner_id, persona, last)) = row {
+            if let Some(row) = row {
                 claimed.push(ClaimedAccount {
                     account_id,
-                    user_id,
-                    partner_id,
-                    persona,
-                    last_refresh: last.map(from_ms),
+                    user_id: row.user_id,
+                    partner_id: row.partner_id,
+                    bank: AccountAtBank {
+                        bank_id: row.bank_id,
+                        account_id: row.bank_account_id,
+                        consent_id: row.bank_consent_id,
+                    },
+                    last_refresh: row.last_transaction_refresh_date.map(from_ms),
                 });
             }
         }
@@ -175,39 +195,16 @@ impl Store {
         let mut new_transactions: i64 = 0;
         match &outcome {
             Outcome::Fetched(transactions) => {
-                // One statement for all of them (each statement is a round trip to SQLite's
-                // thread); the bank's id deduplicates against what is already stored.
-                let rows: Vec<serde_json::Value> = transactions
-                    .iter()
-                    .map(|t| {
-                        serde_json::json!([
-                            new_id().to_string(),
-                            t.bank_transaction_id,
-                            to_ms(t.booked_at),
-                            t.amount,
-                            t.currency,
-                            t.description,
-                            t.merchant_name,
-                            t.category
-                        ])
-                    })
-                    .collect();
-                if !rows.is_empty() {
-                    let inserted = sqlx::query(
-                        "INSERT OR IGNORE INTO transactions (id, account_id, user_id, bank_transaction_id, created, booked_at,
-                           amount, currency, description, merchant_name, category)
-                         SELECT value ->> 0, ?2, ?3, value ->> 1, ?4, value ->> 2, value ->> 3, value ->> 4,
-                           value ->> 5, value ->> 6, value ->> 7
-                         FROM json_each(?1)",
-                    )
-                    .bind(serde_json::Value::Array(rows).to_string())
-                    .bind(&account.account_id)
-                    .bind(&account.user_id)
-                    .bind(to_ms(now))
-                    .execute(&mut *tx)
-                    .await?;
-                    new_transactions = i64::try_from(inserted.rows_affected()).unwrap_or(0);
-                }
+                // The bank's id deduplicates against what is already stored.
+                let inserted = super::transactions::insert(
+                    &mut tx,
+                    &account.account_id,
+                    &account.user_id,
+                    transactions,
+                    now,
+                )
+                .await?;
+                new_transactions = i64::try_from(inserted).unwrap_or(0);
                 sqlx::query("UPDATE accounts SET last_transaction_refresh_date = ?2, in_flight_since = NULL WHERE id = ?1")
                     .bind(&account.account_id)
                     .bind(to_ms(now))
@@ -265,8 +262,14 @@ impl Store {
             .bind(to_ms(now))
             .execute(&mut *tx)
             .await?;
-            let (event_type, payload) =
-                event(kind, job_id, account, &outcome, new_transactions, now);
+            let (event_type, payload) = event(
+                JobKind::parse(kind),
+                job_id,
+                account,
+                &outcome,
+                new_transactions,
+                now,
+            );
             sqlx::query("INSERT INTO events (id, partner_id, type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
                 .bind(Uuid::new_v4().to_string())
                 .bind(&account.partner_id)
@@ -292,7 +295,7 @@ impl Store {
         limit: u32,
     ) -> Result<usize, StoreError> {
         let mut tx = self.begin_write().await?;
-        let due: Vec<(String, String, String)> = sqlx::query_as(
+        let due: Vec<DueAccount> = sqlx::query_as(
             "SELECT a.id, a.user_id, u.partner_id FROM accounts a JOIN users u ON u.id = a.user_id
              WHERE a.consent_status = 'ACTIVE' AND (a.consent_expires_at IS NULL OR a.consent_expires_at > ?1)
                AND a.in_flight_since IS NULL
@@ -304,56 +307,27 @@ impl Store {
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
-        let mut start = 0;
-        while start < due.len() {
-            let user = &due[start].1;
-            let end = due[start..]
-                .iter()
-                .position(|(_, u, _)| u != user)
-                .map_or(due.len(), |n| start + n);
-            let accounts: Vec<String> = due[start..end].iter().map(|(a, _, _)| a.clone()).collect();
-            create_job(&mut tx, "SCHEDULED", &due[start].2, user, &accounts, now).await?;
-            start = end;
+        // One job per user: the rows come ordered by user.
+        let mut new_jobs: Vec<NewJob> = Vec::new();
+        for a in &due {
+            let (Ok(user_id), Ok(partner)) =
+                (Uuid::parse_str(&a.user_id), Uuid::parse_str(&a.partner_id))
+            else {
+                continue;
+            };
+            match new_jobs.last_mut() {
+                Some(job) if job.user_id == user_id => job.accounts.push(a.id.clone()),
+                _ => new_jobs.push(NewJob {
+                    job_id: new_id(),
+                    kind: JobKind::Scheduled,
+                    partner,
+                    user_id,
+                    accounts: vec![a.id.clone()],
+                }),
+            }
         }
+        jobs::insert(&mut tx, &new_jobs, now).await?;
         tx.commit().await?;
         Ok(due.len())
     }
-}
-
-/// Inserts a job of `kind` with one queued item per account and marks the accounts in
-/// flight, inside the caller's transaction.
-pub(super) async fn create_job(
-    conn: &mut sqlx::SqliteConnection,
-    kind: &str,
-    partner: &str,
-    user: &str,
-    accounts: &[String],
-    now: DateTime<Utc>,
-) -> Result<Uuid, StoreError> {
-    let job_id = new_id();
-    sqlx::query("INSERT INTO refresh_jobs (id, partner_id, user_id, status, created_at, kind) VALUES (?1, ?2, ?3, 'QUEUED', ?4, ?5)")
-        .bind(job_id.to_string())
-        .bind(partner)
-        .bind(user)
-        .bind(to_ms(now))
-        .bind(kind)
-        .execute(&mut *conn)
-        .await?;
-    for account in accounts {
-        sqlx::query(
-            "INSERT INTO refresh_job_items (job_id, account_id, state) VALUES (?1, ?2, 'QUEUED')",
-        )
-        .bind(job_id.to_string())
-        .bind(account)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "UPDATE accounts SET in_flight_since = COALESCE(in_flight_since, ?2) WHERE id = ?1",
-        )
-        .bind(account)
-        .bind(to_ms(now))
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(job_id)
 }

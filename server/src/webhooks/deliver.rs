@@ -11,11 +11,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use chrono::TimeDelta;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 
-use super::model::ErrorKind;
 use super::schedule;
 use super::signature::{Secret, sign};
 use super::target::{TargetError, TargetPolicy};
 use crate::clock::Clock;
+use crate::model::webhooks::ErrorKind;
 use crate::random::random_unit;
 use crate::store::webhooks::{AttemptRecord, ClaimedDelivery};
 use crate::store::{Store, StoreError};
@@ -64,15 +64,14 @@ impl std::fmt::Debug for Deliverer {
     }
 }
 
-/// The body of a delivery: the same for every attempt, so receivers can dedupe on `eventId`.
+/// The body of a delivery: the event's envelope, with the subscription's id.
 pub fn body(d: &ClaimedDelivery) -> String {
-    format!(
-        r#"{{"type":{},"eventId":{},"subscriptionId":{},"timestamp":{},"payload":{}}}"#,
-        serde_json::Value::String(d.event_type.clone()),
-        serde_json::Value::String(d.event_id.clone()),
-        serde_json::Value::String(d.subscription_id.clone()),
-        serde_json::Value::String(freshet_rules::format_timestamp(d.event_created_at)),
-        d.payload
+    crate::services::events::envelope(
+        &d.event_type,
+        &d.event_id,
+        Some(&d.subscription_id),
+        d.event_created_at,
+        &d.payload,
     )
 }
 

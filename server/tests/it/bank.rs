@@ -24,7 +24,7 @@ async fn bank() -> (Arc<SandboxBank>, Arc<Clock>, HttpBank) {
 
 fn account(persona: &str, id: &str) -> BankAccount {
     BankAccount {
-        consent_id: consent_id(persona, id),
+        consent_id: consent_id(persona, "partner-1", id),
         account_id: id.to_owned(),
     }
 }
@@ -131,7 +131,7 @@ async fn each_fault_maps_to_its_typed_error_and_clears() {
 async fn a_consent_for_another_account_or_none_is_refused() {
     let (_, _, client) = bank().await;
     let stolen = BankAccount {
-        consent_id: consent_id("salaried", "acc-5"),
+        consent_id: consent_id("salaried", "partner-1", "acc-5"),
         account_id: "acc-6".into(),
     };
     assert_eq!(
@@ -178,7 +178,7 @@ async fn the_sandbox_api_sets_faults_on_the_callers_accounts_only() {
         )
         .await;
     assert_eq!(r.status, 204, "{}", r.body);
-    let fault = app.bank.fault_for(&account).unwrap();
+    let fault = app.bank.fault_for("any partner", &account).unwrap();
     assert_eq!(
         (fault.kind, fault.retry_after_seconds),
         (Some(FaultKind::RateLimited), Some(5))
@@ -217,7 +217,7 @@ async fn the_sandbox_api_sets_faults_on_the_callers_accounts_only() {
         204
     );
     assert_eq!(
-        app.bank.fault_for(&account),
+        app.bank.fault_for("any partner", &account),
         None,
         "an empty fault clears it"
     );

@@ -7,9 +7,9 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use freshet_rules::RefreshPolicy;
 use serde_json::{Value, json};
-use server::api::Api;
 use server::bank::sandbox::SandboxBank;
 use server::clock::Clock;
+use server::services::Services;
 use server::store::Store;
 use server::webhooks::{Deliverer, DeliveryConfig, TargetPolicy};
 use server::{AppState, router};
@@ -91,12 +91,12 @@ impl TestApp {
         let clock = Arc::new(Clock::frozen(noon()));
         let policy = RefreshPolicy::default();
         let bank = Arc::new(SandboxBank::new(Arc::clone(&clock)));
-        let api = Arc::new(
-            Api::new(store.clone(), Arc::clone(&clock), policy, sandbox)
+        let services = Arc::new(
+            Services::new(store.clone(), Arc::clone(&clock), policy, sandbox)
                 .with_sandbox_bank(Arc::clone(&bank))
                 .with_webhook_targets(targets.clone()),
         );
-        let state = AppState::new(std::path::Path::new("target/site"), api);
+        let state = AppState::new(std::path::Path::new("target/site"), services);
         let db = sqlx::SqlitePool::connect(&url).await.unwrap();
         Self {
             router: router(state),

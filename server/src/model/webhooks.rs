@@ -5,16 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::model::{ts, ts_opt};
-
-/// Every event type a subscription may ask for.
-pub const EVENT_TYPES: &[&str] = &[
-    "v1.account_transactions.user_initiated.succeeded",
-    "v1.account_transactions.scheduled_refresh.succeeded",
-    "v1.account_transactions.on_demand_refresh.succeeded",
-    "v1.account_transactions.on_demand_refresh.failed",
-    "v1.account_transactions.scheduled_refresh.failed",
-];
+use super::{ts, ts_opt};
 
 /// The type of the event `POST .../test` sends (to every subscription, whatever it asked for).
 pub const TEST_EVENT_TYPE: &str = "v1.webhook.test";

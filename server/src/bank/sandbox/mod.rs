@@ -25,18 +25,24 @@ pub const HISTORY_DAYS: i64 = 90;
 /// Transactions per page.
 pub const PAGE_SIZE: usize = 100;
 
-/// The consent id freshet presents for a sandbox account: it names the persona, so that
-/// the bank needs no registry.
-pub fn consent_id(persona: &str, account_id: &str) -> String {
-    format!("sbx-{persona}-{account_id}")
+pub mod personas;
+
+pub use personas::{BankTransaction, PERSONAS, history};
+
+/// The consent id freshet presents for a sandbox account: it names the persona and the
+/// partner (whose sandbox faults apply), so that the bank needs no registry. Only this
+/// bank reads it.
+pub fn consent_id(persona: &str, partner: &str, account_id: &str) -> String {
+    format!("sbx.{persona}.{partner}.{account_id}")
 }
 
-fn decode_consent(bearer: &str) -> Option<(&str, &str)> {
-    let rest = bearer.strip_prefix("sbx-")?;
-    let (persona, account) = rest.split_once('-')?;
-    crate::sandbox::PERSONAS
+/// (persona, partner, account) of a consent id.
+fn decode_consent(bearer: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = bearer.strip_prefix("sbx.")?.splitn(3, '.');
+    let (persona, partner, account) = (parts.next()?, parts.next()?, parts.next()?);
+    PERSONAS
         .contains(&persona)
-        .then_some((persona, account))
+        .then_some((persona, partner, account))
 }
 
 /// What a faulty bank does.
@@ -68,11 +74,22 @@ pub struct Fault {
     pub retry_after_seconds: Option<u64>,
 }
 
+/// Whose accounts a fault applies to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum FaultScope {
+    /// Every account of the bank.
+    Everyone,
+    /// Every account of one partner (its id, as the consents name it).
+    Partner(String),
+    /// One account (the bank's id for it).
+    Account(String),
+}
+
 /// The bank's state: the clock it lives on, and its faults.
 #[derive(Debug)]
 pub struct SandboxBank {
     clock: Arc<Clock>,
-    faults: RwLock<HashMap<Option<String>, Fault>>,
+    faults: RwLock<HashMap<FaultScope, Fault>>,
 }
 
 impl SandboxBank {
@@ -84,27 +101,38 @@ impl SandboxBank {
         }
     }
 
-    /// Sets (or, with neither latency nor kind, clears) a fault.
+    /// Sets (or, with neither latency nor kind, clears) a fault of the account it names, or
+    /// of every account: what the bank's own `POST /faults` does.
     pub fn set_fault(&self, fault: Fault) {
+        let scope = fault
+            .account_id
+            .clone()
+            .map_or(FaultScope::Everyone, FaultScope::Account);
+        self.set_scoped_fault(scope, fault);
+    }
+
+    /// Sets the fault of `scope`, or (with neither latency nor kind) clears it. Clearing
+    /// everyone's clears every fault.
+    pub fn set_scoped_fault(&self, scope: FaultScope, fault: Fault) {
         if let Ok(mut faults) = self.faults.write() {
-            if fault.latency_ms.is_none() && fault.kind.is_none() {
-                if fault.account_id.is_none() {
-                    faults.clear();
-                } else {
-                    faults.remove(&fault.account_id);
-                }
+            if fault.latency_ms.is_some() || fault.kind.is_some() {
+                faults.insert(scope, fault);
+            } else if scope == FaultScope::Everyone {
+                faults.clear();
             } else {
-                faults.insert(fault.account_id.clone(), fault);
+                faults.remove(&scope);
             }
         }
     }
 
-    /// The fault that applies to `account_id` now (its own, or the one for every account).
-    pub fn fault_for(&self, account_id: &str) -> Option<Fault> {
+    /// The fault that applies to `account_id` of `partner` now: its own, else its
+    /// partner's, else the one for everyone.
+    pub fn fault_for(&self, partner: &str, account_id: &str) -> Option<Fault> {
         let faults = self.faults.read().ok()?;
         faults
-            .get(&Some(account_id.to_owned()))
-            .or_else(|| faults.get(&None))
+            .get(&FaultScope::Account(account_id.to_owned()))
+            .or_else(|| faults.get(&FaultScope::Partner(partner.to_owned())))
+            .or_else(|| faults.get(&FaultScope::Everyone))
             .cloned()
     }
 }
@@ -182,7 +210,7 @@ async fn transactions(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let Some((persona, consented_account)) = bearer.and_then(decode_consent) else {
+    let Some((persona, partner, consented_account)) = bearer.and_then(decode_consent) else {
         return ob_error(
             StatusCode::UNAUTHORIZED,
             "UK.OBIE.Header.Invalid",
@@ -196,7 +224,7 @@ async fn transactions(
             "the consent does not cover this account",
         );
     }
-    if let Some(fault) = bank.fault_for(&account_id) {
+    if let Some(fault) = bank.fault_for(partner, &account_id) {
         if let Some(ms) = fault.latency_ms {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
@@ -299,7 +327,7 @@ pub fn schedule(
     account_id: &str,
     from: DateTime<Utc>,
     until: DateTime<Utc>,
-) -> Vec<crate::sandbox::BankTransaction> {
+) -> Vec<personas::BankTransaction> {
     let origin = Utc
         .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
         .single()
@@ -310,7 +338,7 @@ pub fn schedule(
     let mut k: u64 = 0;
     while at <= until {
         if at >= from {
-            out.push(crate::sandbox::transaction(persona, seed, k, at));
+            out.push(personas::transaction(persona, seed, k, at));
         }
         let gap = 120
             + (seed.rotate_left(u32::try_from(k % 64).unwrap_or(0))

@@ -7,6 +7,14 @@ use serde::{Deserialize, Serialize, Serializer};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+pub mod webhooks;
+
+/// A new id: UUID v7, time-ordered, so that new rows land at the end of their B-trees
+/// and ids sort by creation.
+pub fn new_id() -> Uuid {
+    Uuid::now_v7()
+}
+
 pub(crate) fn ts<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&freshet_rules::format_timestamp(*at))
 }
@@ -164,6 +172,51 @@ impl JobStatus {
             "PARTIALLY_FAILED" => Self::PartiallyFailed,
             "FAILED" => Self::Failed,
             _ => Self::Queued,
+        }
+    }
+}
+
+impl JobStatus {
+    /// Whether the job (or item) has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::PartiallyFailed | Self::Failed)
+    }
+}
+
+/// Why a job exists: it decides the type of the events its accounts produce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobKind {
+    /// A partner's on-demand refresh (its events carry the `jobId`).
+    OnDemand,
+    /// The scheduler's periodic refresh.
+    Scheduled,
+    /// The first fetch after accounts were connected.
+    Initial,
+}
+
+impl JobKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::OnDemand => "ON_DEMAND",
+            Self::Scheduled => "SCHEDULED",
+            Self::Initial => "INITIAL",
+        }
+    }
+
+    /// The family of the events its accounts produce (D•One's names).
+    pub(crate) fn event_family(self) -> &'static str {
+        match self {
+            Self::OnDemand => "on_demand_refresh",
+            Self::Scheduled => "scheduled_refresh",
+            Self::Initial => "user_initiated",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Self {
+        match text {
+            "SCHEDULED" => Self::Scheduled,
+            "INITIAL" => Self::Initial,
+            _ => Self::OnDemand,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The sandbox's made-up banking data: personas that generate deterministic transactions
+//! The sandbox bank's made-up banking data: personas that generate deterministic transactions
 //! from a seed, so that the same account always has the same history.
 
 use chrono::{DateTime, TimeDelta, Utc};

@@ -1,0 +1,57 @@
+//! The portal's live event stream in the browser: one `EventSource` on `/portal/events`,
+//! each event parsed once into a typed [`LiveEvent`], closed when its owner is cleaned up
+//! (or when [`LiveStream::close`] is called).
+
+#[cfg(feature = "hydrate")]
+use crate::model::LiveEvent;
+
+/// An open stream; dropping it closes the connection.
+#[cfg(feature = "hydrate")]
+pub struct LiveStream {
+    source: web_sys::EventSource,
+    // Lives as long as the stream: the browser calls it for every event.
+    _listener: wasm_bindgen::closure::Closure<dyn Fn(web_sys::MessageEvent)>,
+}
+
+#[cfg(feature = "hydrate")]
+impl LiveStream {
+    /// Opens the stream; `on_event` gets every event of the partner's stream, typed.
+    pub fn open(on_event: impl Fn(LiveEvent) + 'static) -> Option<Self> {
+        use wasm_bindgen::JsCast;
+        use wasm_bindgen::closure::Closure;
+
+        let source = web_sys::EventSource::new("/portal/events").ok()?;
+        let listener =
+            Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
+                if let Some(event) = e
+                    .data()
+                    .as_string()
+                    .and_then(|data| serde_json::from_str::<LiveEvent>(&data).ok())
+                {
+                    on_event(event);
+                }
+            });
+        for event_type in freshet_rules::EventType::ALL {
+            let _ = source.add_event_listener_with_callback(
+                event_type.as_str(),
+                listener.as_ref().unchecked_ref(),
+            );
+        }
+        Some(Self {
+            source,
+            _listener: listener,
+        })
+    }
+
+    /// Closes the connection now.
+    pub fn close(&self) {
+        self.source.close();
+    }
+}
+
+#[cfg(feature = "hydrate")]
+impl Drop for LiveStream {
+    fn drop(&mut self) {
+        self.source.close();
+    }
+}

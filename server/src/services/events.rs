@@ -1,0 +1,129 @@
+//! The event log as partners read it: the one envelope every event travels in (server-sent
+//! events and webhook bodies alike), and a partner's events as an endless stream, woken by
+//! each commit that appends events.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::Stream;
+use uuid::Uuid;
+
+use super::{Error, Services};
+use crate::store::{Store, StoredEvent};
+
+/// `{"type", "eventId", ["subscriptionId",] "timestamp", "payload"}`: the body of an event,
+/// the same for every attempt of a webhook delivery (receivers dedupe on `eventId`).
+pub fn envelope(
+    event_type: &str,
+    event_id: &str,
+    subscription_id: Option<&str>,
+    created_at: DateTime<Utc>,
+    payload: &str,
+) -> String {
+    let text = |s: &str| serde_json::Value::String(s.to_owned());
+    let subscription = subscription_id
+        .map(|s| format!(r#""subscriptionId":{},"#, text(s)))
+        .unwrap_or_default();
+    format!(
+        r#"{{"type":{},"eventId":{},{subscription}"timestamp":{},"payload":{payload}}}"#,
+        text(event_type),
+        text(event_id),
+        text(&freshet_rules::format_timestamp(created_at)),
+    )
+}
+
+/// Where a stream starts when the client sent no `Last-Event-ID`, or a malformed one.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// After this log position.
+    After(i64),
+    /// The client's `Last-Event-ID` is not a position we sent.
+    Invalid,
+}
+
+/// A `Last-Event-ID` header's value, read.
+pub fn resume_from(last_event_id: Option<&str>) -> Option<Resume> {
+    last_event_id.map(|v| match v.trim().parse::<i64>() {
+        Ok(seq) => Resume::After(seq),
+        Err(_) => Resume::Invalid,
+    })
+}
+
+struct Cursor {
+    store: Store,
+    partner: Uuid,
+    after: i64,
+    pending: VecDeque<StoredEvent>,
+    changes: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Services {
+    /// The position a new stream of `partner` starts after: `after` when given, else the
+    /// newest event now.
+    pub async fn stream_start(&self, partner: Uuid, after: Option<i64>) -> Result<i64, Error> {
+        match after {
+            Some(seq) => Ok(seq),
+            None => Ok(self.store.last_event_seq(partner).await?),
+        }
+    }
+
+    /// `partner`'s events after position `after`, forever. A slow reader is never dropped:
+    /// it simply reads the log later.
+    pub fn event_stream(
+        &self,
+        partner: Uuid,
+        after: i64,
+    ) -> impl Stream<Item = StoredEvent> + use<> {
+        let cursor = Cursor {
+            store: self.store.clone(),
+            partner,
+            after,
+            pending: VecDeque::new(),
+            changes: self.store.watch_events(),
+        };
+        futures_util::stream::unfold(cursor, |mut c| async move {
+            loop {
+                if let Some(event) = c.pending.pop_front() {
+                    return Some((event, c));
+                }
+                c.changes.mark_unchanged();
+                match c.store.events_after(c.partner, c.after, 500).await {
+                    Ok(batch) if !batch.is_empty() => {
+                        c.after = batch.last().map_or(c.after, |e| e.seq);
+                        c.pending.extend(batch);
+                    }
+                    Ok(_) => {
+                        // Wake on the next commit with events; poll now and then in case another
+                        // process (a second server on the same database) appended them.
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(1), c.changes.changed()).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading the event log for a stream");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_envelope_is_the_same_json_with_or_without_a_subscription() {
+        let at = DateTime::from_timestamp_millis(1_790_000_000_123).unwrap_or_default();
+        let sse = envelope("v1.x", "e1", None, at, r#"{"a":1}"#);
+        let hook = envelope("v1.x", "e1", Some("s1"), at, r#"{"a":1}"#);
+        let sse: serde_json::Value = serde_json::from_str(&sse).unwrap_or_default();
+        let hook: serde_json::Value = serde_json::from_str(&hook).unwrap_or_default();
+        assert_eq!(sse["type"], "v1.x");
+        assert_eq!(sse["payload"]["a"], 1);
+        assert_eq!(sse.get("subscriptionId"), None);
+        assert_eq!(hook["subscriptionId"], "s1");
+        assert_eq!(hook["timestamp"], sse["timestamp"]);
+    }
+}

@@ -1,0 +1,179 @@
+//! The use cases, one function per thing a partner or a portal user can do, over typed
+//! inputs, outputs and errors ([`Error`]). Both fronts call them: `api/` renders their
+//! results as JSON and their errors as problem+json, `portal/` as pages. A use case that
+//! makes work due wakes the loop that does it (the webhook deliverer), so no front has to
+//! remember to. Only `store/` below speaks SQL.
+
+pub mod events;
+mod jobs;
+mod keys;
+pub mod refresh;
+pub mod sandbox;
+pub mod sessions;
+mod users;
+pub mod webhooks;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use freshet_rules::RefreshPolicy;
+use sha2::{Digest, Sha256};
+
+pub use jobs::{JobDetail, JobProgress};
+pub use refresh::{RefreshAnswer, RefreshCommand, RefreshOutcome};
+pub use users::UserDetail;
+
+use crate::bank::sandbox::SandboxBank;
+use crate::clock::Clock;
+use crate::model::Partner;
+use crate::store::{Store, StoreError};
+use crate::webhooks::TargetPolicy;
+use refresh::RefreshService;
+use sessions::SignInLimiter;
+
+/// Why a use case did not happen. Each front words it its own way.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No such user for this partner (another partner's user reads the same).
+    #[error("the userId does not exist for this partner")]
+    UserNotFound,
+    /// No such account (for this user, or for this partner).
+    #[error("{0}")]
+    AccountNotFound(&'static str),
+    /// No such job for this user.
+    #[error("the jobId does not exist for this user")]
+    JobNotFound,
+    /// No such webhook subscription for this partner.
+    #[error("the subscriptionId does not exist for this partner")]
+    SubscriptionNotFound,
+    /// No such API key of this partner, or it is revoked already.
+    #[error("no such active API key")]
+    KeyNotFound,
+    /// The subscription has no delivery of that event.
+    #[error("this subscription has no delivery of that eventId")]
+    DeliveryNotFound,
+    /// Marketplace-sourced users are never refreshed on demand.
+    #[error("on-demand refresh is only available for users of the direct connection journey")]
+    MarketplaceUser,
+    /// The partner is not enrolled in the direct connection journey.
+    #[error("this partner is not enabled for the direct connection journey")]
+    DirectNotEnabled,
+    /// The `Idempotency-Key` was first used for another user.
+    #[error("this Idempotency-Key was already used for another user")]
+    IdempotencyKeyReused,
+    /// Event types that are none, or unknown.
+    #[error("{0}")]
+    InvalidEventType(String),
+    /// A webhook target that is not an https URL whose host resolves.
+    #[error("{0}")]
+    InvalidTarget(String),
+    /// A webhook target that is, or resolves to, a non-public address.
+    #[error("{0}")]
+    TargetNotAllowed(String),
+    /// Some other input is wrong; the text says how.
+    #[error("{0}")]
+    Invalid(String),
+    /// The server runs no sandbox (`--sandbox`).
+    #[error("the sandbox is off on this server")]
+    SandboxOff,
+    /// The server runs no sandbox bank.
+    #[error("this server runs no sandbox bank")]
+    NoSandboxBank,
+    /// The request could not be recorded; nothing of it was kept: try again.
+    #[error("the refresh could not be recorded; nothing was triggered, try again")]
+    NotCommitted,
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Anything else of ours.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// What every use case may need, built once at start-up.
+#[derive(Debug)]
+pub struct Services {
+    /// The database.
+    pub store: Store,
+    /// The server's clock (shiftable in the sandbox).
+    pub clock: Arc<Clock>,
+    /// The refresh interval.
+    pub policy: RefreshPolicy,
+    /// Whether the sandbox is on (`/sandbox/v1`, the portal's sandbox page).
+    pub sandbox: bool,
+    refresh: RefreshService,
+    partners: PartnerCache,
+    sandbox_bank: Option<Arc<SandboxBank>>,
+    webhook_targets: TargetPolicy,
+    sign_ins: SignInLimiter,
+}
+
+impl Services {
+    /// The services over `store`, starting the refresh writer on the current runtime.
+    pub fn new(store: Store, clock: Arc<Clock>, policy: RefreshPolicy, sandbox: bool) -> Self {
+        Self {
+            refresh: RefreshService::start(store.clone(), Arc::clone(&clock), policy),
+            store,
+            clock,
+            policy,
+            sandbox,
+            partners: PartnerCache::default(),
+            sandbox_bank: None,
+            webhook_targets: TargetPolicy::secure(),
+            sign_ins: SignInLimiter::default(),
+        }
+    }
+
+    /// The same services with another webhook target policy (`--insecure-webhook-targets`).
+    pub fn with_webhook_targets(self, webhook_targets: TargetPolicy) -> Self {
+        Self {
+            webhook_targets,
+            ..self
+        }
+    }
+
+    /// The same services, with the sandbox bank whose faults the sandbox sets.
+    pub fn with_sandbox_bank(self, bank: Arc<SandboxBank>) -> Self {
+        Self {
+            sandbox_bank: Some(bank),
+            ..self
+        }
+    }
+
+    /// The partner holding API key `key`.
+    pub async fn partner_by_key(&self, key: &str) -> Result<Option<Partner>, Error> {
+        Ok(self.partners.by_key(&self.store, key).await?)
+    }
+
+    /// A partner by its id.
+    pub async fn partner(&self, id: uuid::Uuid) -> Result<Option<Partner>, Error> {
+        Ok(self.store.partner_by_id(id).await?)
+    }
+}
+
+/// Known API keys (by hash) and their partners, so that authentication costs no query
+/// after a key's first request. A revocation forgets them all.
+#[derive(Debug, Default)]
+struct PartnerCache {
+    by_hash: RwLock<HashMap<[u8; 32], Partner>>,
+}
+
+impl PartnerCache {
+    async fn by_key(&self, store: &Store, key: &str) -> Result<Option<Partner>, StoreError> {
+        let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        if let Some(p) = self.by_hash.read().ok().and_then(|m| m.get(&hash).cloned()) {
+            return Ok(Some(p));
+        }
+        let partner = store.partner_by_key(key).await?;
+        if let (Some(p), Ok(mut m)) = (&partner, self.by_hash.write()) {
+            m.insert(hash, p.clone());
+        }
+        Ok(partner)
+    }
+
+    fn forget_all(&self) {
+        if let Ok(mut m) = self.by_hash.write() {
+            m.clear();
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! The sandbox (servers started with `--sandbox`): users of any source, accounts connected in
+//! chosen states (presets for the demo and the portal), the sandbox bank's faults and the
+//! server's clock. Personas — what kind of transactions an account's bank makes up — exist
+//! only here and in the sandbox bank: an account reaches the core as a bank link.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use freshet_rules::ConsentStatus;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{Error, Services};
+use crate::bank::FetchedTransaction;
+use crate::bank::sandbox::{Fault, FaultKind, FaultScope, PERSONAS, consent_id, history};
+use crate::model::{Account, Partner, User, UserSource, new_id};
+use crate::store::{AccountAtBank, NewAccount, StoreError};
+
+/// The most accounts one request connects.
+const MAX_ACCOUNTS: usize = 50;
+/// The most transactions of history one account starts with.
+const MAX_TRANSACTIONS: u32 = 1000;
+/// The longest latency a fault may add.
+const MAX_LATENCY_MS: u64 = 600_000;
+const PROVIDERS: &[&str] = &["Monzo", "Starling", "Barclays", "HSBC", "Lloyds", "NatWest"];
+
+/// An account to connect, every field optional (the API's `POST
+/// /sandbox/v1/users/{userId}/accounts` items, read as they are).
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AccountSpec {
+    #[schema(value_type = Option<crate::api::openapi::ConsentStatusDoc>)]
+    consent_status: Option<ConsentStatus>,
+    consent_expires_at: Option<DateTime<Utc>>,
+    last_transaction_refresh_date: Option<DateTime<Utc>>,
+    provider_name: Option<String>,
+    account_type: Option<String>,
+    currency: Option<String>,
+    balance: Option<String>,
+    persona: Option<String>,
+    transaction_count: Option<u32>,
+}
+
+/// A partner's fault of the sandbox bank.
+#[derive(Clone, Debug, Default)]
+pub struct FaultSpec {
+    /// One of the partner's accounts; absent: every account of the partner.
+    pub account_id: Option<Uuid>,
+    /// Added latency, in milliseconds.
+    pub latency_ms: Option<u64>,
+    /// How to fail; absent: answer normally (after the latency).
+    pub kind: Option<FaultKind>,
+    /// `Retry-After` for `RATE_LIMITED`, in seconds.
+    pub retry_after_seconds: Option<u64>,
+}
+
+/// The sandbox clock.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClockState {
+    /// The server's now.
+    #[serde(serialize_with = "crate::model::ts")]
+    #[schema(value_type = String)]
+    pub now: DateTime<Utc>,
+    /// Its offset from real time.
+    pub offset_seconds: i64,
+}
+
+/// The states a preset user's accounts are in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    /// Refreshed two hours ago: a refresh triggers every account.
+    Stale,
+    /// Refreshed minutes ago: rate-limited.
+    Fresh,
+    /// No valid consent.
+    Expired,
+    /// Expired, fresh and never refreshed.
+    Mixed,
+    /// No account.
+    None,
+}
+
+impl Preset {
+    /// The preset named `name` (`stale`, `fresh`, ...); an unknown name is `None`.
+    pub fn named(name: &str) -> Self {
+        match name {
+            "stale" => Self::Stale,
+            "fresh" => Self::Fresh,
+            "expired" => Self::Expired,
+            "mixed" => Self::Mixed,
+            _ => Self::None,
+        }
+    }
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Stale => "stale",
+            Self::Fresh => "fresh",
+            Self::Expired => "expired",
+            Self::Mixed => "mixed",
+            Self::None => "none",
+        }
+    }
+
+    /// The accounts of a user in this state at `now`.
+    pub fn accounts(self, now: DateTime<Utc>) -> Vec<AccountSpec> {
+        let ago = |minutes: i64| Some(now - TimeDelta::minutes(minutes));
+        let account =
+            |provider: &str, kind: &str, consent, last: Option<DateTime<Utc>>| AccountSpec {
+                provider_name: Some(provider.to_owned()),
+                account_type: Some(kind.to_owned()),
+                consent_status: Some(consent),
+                last_transaction_refresh_date: last,
+                transaction_count: last.map(|_| 30),
+                ..AccountSpec::default()
+            };
+        use ConsentStatus::{Active, Expired};
+        match self {
+            Self::Stale => vec![
+                account("Monzo", "CURRENT", Active, ago(125)),
+                account("Starling", "SAVINGS", Active, ago(5)),
+            ],
+            Self::Fresh => vec![
+                account("Barclays", "CURRENT", Active, ago(3)),
+                account("HSBC", "CREDIT_CARD", Active, ago(8)),
+            ],
+            Self::Expired => vec![account("Lloyds", "CURRENT", Expired, ago(3000))],
+            Self::Mixed => vec![
+                account("NatWest", "CURRENT", Expired, ago(600)),
+                account("Monzo", "SAVINGS", Active, ago(2)),
+                account("Starling", "CURRENT", Active, None),
+            ],
+            Self::None => Vec::new(),
+        }
+    }
+
+    /// A marketplace user's account, refreshed five hours ago.
+    pub fn marketplace_account(now: DateTime<Utc>) -> AccountSpec {
+        AccountSpec {
+            provider_name: Some("Barclays".to_owned()),
+            consent_status: Some(ConsentStatus::Active),
+            last_transaction_refresh_date: Some(now - TimeDelta::minutes(300)),
+            transaction_count: Some(30),
+            ..AccountSpec::default()
+        }
+    }
+}
+
+/// The account to store for `spec`, the `i`th of a request for `partner`: its persona's
+/// history (seeded by `seed`) and the sandbox bank's link.
+fn new_account(i: usize, spec: AccountSpec, partner: Uuid, seed: u64) -> Result<NewAccount, Error> {
+    let persona = spec.persona.unwrap_or_else(|| "salaried".to_owned());
+    if !PERSONAS.contains(&persona.as_str()) {
+        return Err(Error::Invalid(format!(
+            "accounts[{i}].persona must be one of {PERSONAS:?}"
+        )));
+    }
+    let count = spec.transaction_count.unwrap_or(0);
+    if count > MAX_TRANSACTIONS {
+        return Err(Error::Invalid(format!(
+            "accounts[{i}].transactionCount must be at most {MAX_TRANSACTIONS}"
+        )));
+    }
+    let currency = spec.currency.unwrap_or_else(|| "GBP".to_owned());
+    let history = match spec.last_transaction_refresh_date {
+        Some(at) => history(&persona, seed, count as usize, at),
+        None if count > 0 => {
+            return Err(Error::Invalid(format!(
+                "accounts[{i}].transactionCount needs lastTransactionRefreshDate (transactions exist once ingested)"
+            )));
+        }
+        None => Vec::new(),
+    };
+    let account_id = new_id();
+    Ok(NewAccount {
+        account_id,
+        provider_name: spec
+            .provider_name
+            .unwrap_or_else(|| PROVIDERS[i % PROVIDERS.len()].to_owned()),
+        account_type: spec.account_type.unwrap_or_else(|| "CURRENT".to_owned()),
+        balance: spec.balance.unwrap_or_else(|| "1250.00".to_owned()),
+        consent_status: spec.consent_status.unwrap_or(ConsentStatus::Active),
+        consent_expires_at: spec.consent_expires_at,
+        last_transaction_refresh_date: spec.last_transaction_refresh_date,
+        bank: AccountAtBank {
+            bank_id: "sandbox".to_owned(),
+            account_id: account_id.to_string(),
+            consent_id: consent_id(&persona, &partner.to_string(), &account_id.to_string()),
+        },
+        history: history
+            .into_iter()
+            .map(|t| FetchedTransaction {
+                bank_transaction_id: t.bank_transaction_id,
+                booked_at: t.booked_at,
+                amount: t.amount,
+                currency: currency.clone(),
+                description: t.description,
+                merchant_name: t.merchant_name,
+                category: Some(t.category),
+            })
+            .collect(),
+        currency,
+    })
+}
+
+impl Services {
+    fn sandbox_only(&self) -> Result<(), Error> {
+        if self.sandbox {
+            Ok(())
+        } else {
+            Err(Error::SandboxOff)
+        }
+    }
+
+    /// Creates a user of any source.
+    pub async fn sandbox_user(
+        &self,
+        partner: Uuid,
+        source: UserSource,
+        external_reference: Option<&str>,
+    ) -> Result<User, Error> {
+        self.sandbox_only()?;
+        Ok(self
+            .store
+            .create_user(partner, source, external_reference, self.clock.now())
+            .await?)
+    }
+
+    /// Connects accounts in chosen states to one of the partner's users, in one transaction
+    /// (with `initial_fetch`, also queues their first fetch); answers them in order.
+    pub async fn connect_accounts(
+        &self,
+        partner: Uuid,
+        user_id: Uuid,
+        accounts: Vec<AccountSpec>,
+        initial_fetch: bool,
+    ) -> Result<Vec<Account>, Error> {
+        self.sandbox_only()?;
+        if accounts.is_empty() || accounts.len() > MAX_ACCOUNTS {
+            return Err(Error::Invalid(format!(
+                "accounts must hold 1 to {MAX_ACCOUNTS} items"
+            )));
+        }
+        let seed = u64::from_le_bytes(user_id.as_bytes()[..8].try_into().unwrap_or_default());
+        let accounts = accounts
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| new_account(i, a, partner, seed.wrapping_add(i as u64)))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.store
+            .connect_accounts(partner, user_id, &accounts, initial_fetch, self.clock.now())
+            .await?
+            .ok_or(Error::UserNotFound)
+    }
+
+    /// A new direct user whose accounts are in the states of `preset`.
+    pub async fn preset_user(
+        &self,
+        partner: &Partner,
+        preset: Preset,
+        external_reference: &str,
+    ) -> Result<User, Error> {
+        let user = self
+            .sandbox_user(partner.id, UserSource::Direct, Some(external_reference))
+            .await?;
+        let accounts = preset.accounts(self.clock.now());
+        if !accounts.is_empty() {
+            self.connect_accounts(partner.id, user.user_id, accounts, false)
+                .await?;
+        }
+        Ok(user)
+    }
+
+    /// Makes the sandbox bank slow or failing for one of the partner's accounts, or for all
+    /// of them (never another partner's). Neither latency nor kind clears that fault.
+    pub async fn set_fault(&self, partner: Uuid, fault: FaultSpec) -> Result<(), Error> {
+        self.sandbox_only()?;
+        let bank = self.sandbox_bank.as_ref().ok_or(Error::NoSandboxBank)?;
+        if fault.latency_ms.is_some_and(|ms| ms > MAX_LATENCY_MS) {
+            return Err(Error::Invalid(format!(
+                "latencyMs must be at most {MAX_LATENCY_MS}"
+            )));
+        }
+        let scope = match fault.account_id {
+            Some(account) => {
+                if !self.store.account_of_partner(partner, account).await? {
+                    return Err(Error::AccountNotFound(
+                        "the accountId does not exist for this partner",
+                    ));
+                }
+                FaultScope::Account(account.to_string())
+            }
+            None => FaultScope::Partner(partner.to_string()),
+        };
+        bank.set_scoped_fault(
+            scope,
+            Fault {
+                account_id: fault.account_id.map(|a| a.to_string()),
+                latency_ms: fault.latency_ms,
+                kind: fault.kind,
+                retry_after_seconds: fault.retry_after_seconds,
+            },
+        );
+        Ok(())
+    }
+
+    /// The clock now.
+    pub fn clock_state(&self) -> Result<ClockState, Error> {
+        self.sandbox_only()?;
+        Ok(ClockState {
+            now: self.clock.now(),
+            offset_seconds: self.clock.offset().num_seconds(),
+        })
+    }
+
+    /// Sets the clock's offset from real time (within ten years).
+    pub fn set_clock_offset(&self, offset_seconds: i64) -> Result<ClockState, Error> {
+        self.sandbox_only()?;
+        let offset = TimeDelta::try_seconds(offset_seconds)
+            .filter(|d| d.num_days().abs() <= 3650)
+            .ok_or_else(|| Error::Invalid("offsetSeconds must be within ten years".to_owned()))?;
+        self.clock.set_offset(offset);
+        Ok(ClockState {
+            now: self.clock.now(),
+            offset_seconds: offset.num_seconds(),
+        })
+    }
+
+    /// Moves the clock by `minutes` from where it is (at most a week at a time).
+    pub fn shift_clock(&self, minutes: i64) -> Result<(), Error> {
+        self.sandbox_only()?;
+        if !(-10_080..=10_080).contains(&minutes) {
+            return Err(Error::Invalid(
+                "Shift by at most a week at a time.".to_owned(),
+            ));
+        }
+        self.clock.shift(TimeDelta::minutes(minutes));
+        Ok(())
+    }
+}
+
+/// Turns a store failure met while seeding into the demo's error.
+pub fn seed_error(e: Error) -> StoreError {
+    match e {
+        Error::Store(e) => e,
+        other => StoreError::Encoding(other.to_string()),
+    }
+}

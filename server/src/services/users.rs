@@ -1,0 +1,144 @@
+//! Users, their accounts and their transactions, as a partner reads them; and the user as
+//! the portal's page shows it (accounts with their transaction counts, a refresh still open).
+
+use uuid::Uuid;
+
+use super::jobs::JobProgress;
+use super::{Error, Services};
+use crate::model::{Account, Partner, User, UserSource};
+use crate::store::{TransactionFilter, TransactionPage, UserSummary};
+
+/// One account of a user's page: the account, and the transactions stored for it.
+pub type AccountWithCount = (Account, i64);
+
+/// A user with everything the portal's user page shows.
+#[derive(Clone, Debug)]
+pub struct UserDetail {
+    /// The user.
+    pub user: User,
+    /// The accounts, by id, with their transaction counts.
+    pub accounts: Vec<AccountWithCount>,
+    /// A refresh of this user still queued or running.
+    pub open_job: Option<JobProgress>,
+}
+
+/// The longest external reference accepted.
+const MAX_REFERENCE: usize = 255;
+
+impl Services {
+    /// Creates a user of the direct connection journey.
+    pub async fn create_user(
+        &self,
+        partner: &Partner,
+        external_reference: Option<&str>,
+    ) -> Result<User, Error> {
+        if !partner.direct_enabled {
+            return Err(Error::DirectNotEnabled);
+        }
+        if external_reference.is_some_and(|r| r.is_empty() || r.len() > MAX_REFERENCE) {
+            return Err(Error::Invalid(format!(
+                "externalReference must be 1 to {MAX_REFERENCE} characters"
+            )));
+        }
+        Ok(self
+            .store
+            .create_user(
+                partner.id,
+                UserSource::Direct,
+                external_reference,
+                self.clock.now(),
+            )
+            .await?)
+    }
+
+    /// One of the partner's users.
+    pub async fn user(&self, partner: Uuid, user_id: Uuid) -> Result<User, Error> {
+        self.store
+            .user(partner, user_id)
+            .await?
+            .ok_or(Error::UserNotFound)
+    }
+
+    /// The user's connected accounts, by id.
+    pub async fn accounts(&self, partner: Uuid, user_id: Uuid) -> Result<Vec<Account>, Error> {
+        self.store
+            .accounts(partner, user_id)
+            .await?
+            .ok_or(Error::UserNotFound)
+    }
+
+    /// A page of the user's transactions (of the accounts `filter` names, or all).
+    pub async fn transactions(
+        &self,
+        partner: Uuid,
+        user_id: Uuid,
+        filter: &TransactionFilter,
+    ) -> Result<TransactionPage, Error> {
+        self.store
+            .transactions(partner, user_id, filter)
+            .await?
+            .ok_or(Error::UserNotFound)
+    }
+
+    /// A page of one account's transactions.
+    pub async fn account_transactions(
+        &self,
+        partner: Uuid,
+        user_id: Uuid,
+        account_id: Uuid,
+        filter: TransactionFilter,
+    ) -> Result<TransactionPage, Error> {
+        if !self
+            .store
+            .account_belongs(partner, user_id, account_id)
+            .await?
+        {
+            self.user(partner, user_id).await?;
+            return Err(Error::AccountNotFound(
+                "the accountId does not exist for this user",
+            ));
+        }
+        let filter = TransactionFilter {
+            account_ids: vec![account_id],
+            ..filter
+        };
+        self.transactions(partner, user_id, &filter).await
+    }
+
+    /// A page of the partner's users whose id or reference contains `query`; whether more follow.
+    pub async fn users_page(
+        &self,
+        partner: Uuid,
+        query: &str,
+        offset: u32,
+        limit: u32,
+    ) -> Result<(Vec<UserSummary>, bool), Error> {
+        Ok(self.store.users_page(partner, query, offset, limit).await?)
+    }
+
+    /// The user with accounts, transaction counts and a refresh still open.
+    pub async fn user_detail(&self, partner: Uuid, user_id: Uuid) -> Result<UserDetail, Error> {
+        let user = self.user(partner, user_id).await?;
+        let accounts = self.accounts(partner, user_id).await?;
+        let counts = self.store.transaction_counts(user_id).await?;
+        let open_job = match self.store.open_job_of(partner, user_id).await? {
+            Some(job) => Some(self.job_progress(partner, job).await?),
+            None => None,
+        };
+        Ok(UserDetail {
+            user,
+            accounts: accounts
+                .into_iter()
+                .map(|a| {
+                    let id = a.account_id.to_string();
+                    let count = counts
+                        .iter()
+                        .find(|(acc, _)| *acc == id)
+                        .map_or(0, |(_, n)| *n);
+                    (a, count)
+                })
+                .collect(),
+            open_job,
+        })
+    }
+}

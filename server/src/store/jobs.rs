@@ -1,0 +1,312 @@
+//! Refresh jobs and their items: the one way a job is created (any kind, any number at
+//! once), and the reads of the API (a job and its accounts) and the portal (lists, timings).
+
+use chrono::{DateTime, Utc};
+use sqlx::SqliteConnection;
+use uuid::Uuid;
+
+use super::{Store, StoreError, json};
+use crate::model::{ItemError, Job, JobItem, JobKind, JobStatus, from_ms, to_ms};
+
+/// A job to create: one queued item per account.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    /// The new job's id.
+    pub job_id: Uuid,
+    /// Why it exists.
+    pub kind: JobKind,
+    /// Whose.
+    pub partner: Uuid,
+    /// For which user.
+    pub user_id: Uuid,
+    /// The accounts' ids.
+    pub accounts: Vec<String>,
+}
+
+/// A job as a list shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobSummary {
+    /// The job.
+    pub job_id: Uuid,
+    /// Whose.
+    pub user_id: Uuid,
+    /// Why it exists.
+    pub kind: JobKind,
+    /// Where it is.
+    pub status: JobStatus,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Its accounts.
+    pub accounts: i64,
+    /// Those that ended.
+    pub done: i64,
+}
+
+/// One account of a job, with its timings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemTimings {
+    /// The account.
+    pub account_id: String,
+    /// Where its fetch is.
+    pub state: JobStatus,
+    /// Fetch attempts.
+    pub attempts: i64,
+    /// When a worker first took it.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// New transactions.
+    pub new_transactions: Option<i64>,
+    /// Why it failed.
+    pub error_code: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct JobSummaryRow {
+    id: String,
+    user_id: String,
+    kind: String,
+    status: String,
+    created_at: i64,
+    finished_at: Option<i64>,
+    accounts: i64,
+    done: i64,
+}
+
+impl JobSummaryRow {
+    fn into_summary(self) -> Option<JobSummary> {
+        Some(JobSummary {
+            job_id: Uuid::parse_str(&self.id).ok()?,
+            user_id: Uuid::parse_str(&self.user_id).ok()?,
+            kind: JobKind::parse(&self.kind),
+            status: JobStatus::parse(&self.status),
+            created_at: from_ms(self.created_at),
+            finished_at: self.finished_at.map(from_ms),
+            accounts: self.accounts,
+            done: self.done,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ItemRow {
+    account_id: String,
+    state: String,
+    attempts: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    new_transactions: Option<i64>,
+    error_code: Option<String>,
+    error_retryable: Option<bool>,
+}
+
+const SUMMARY: &str = "SELECT j.id, j.user_id, j.kind, j.status, j.created_at, j.finished_at,
+   (SELECT COUNT(*) FROM refresh_job_items i WHERE i.job_id = j.id) AS accounts,
+   (SELECT COUNT(*) FROM refresh_job_items i WHERE i.job_id = j.id AND i.state IN ('SUCCEEDED', 'FAILED')) AS done
+ FROM refresh_jobs j";
+
+/// Inserts `jobs`, one queued item per account, and marks those accounts in flight (an
+/// account already in flight keeps its trigger time: its fetch is not started twice),
+/// inside the caller's transaction. Three statements whatever the number of jobs; with
+/// `then_commit`, the `COMMIT` travels with them (one round trip to SQLite's thread).
+async fn insert_jobs(
+    conn: &mut SqliteConnection,
+    jobs: &[NewJob],
+    now: DateTime<Utc>,
+    then_commit: bool,
+) -> Result<(), StoreError> {
+    let job_rows: Vec<(String, String, String, &str)> = jobs
+        .iter()
+        .map(|j| {
+            (
+                j.job_id.to_string(),
+                j.partner.to_string(),
+                j.user_id.to_string(),
+                j.kind.as_str(),
+            )
+        })
+        .collect();
+    let item_rows: Vec<(String, &str)> = jobs
+        .iter()
+        .flat_map(|job| {
+            let id = job.job_id.to_string();
+            job.accounts.iter().map(move |a| (id.clone(), a.as_str()))
+        })
+        .collect();
+    let account_ids: Vec<&str> = item_rows.iter().map(|(_, a)| *a).collect();
+    // Each statement names every parameter, in order, through the same `p` CTE: sqlx binds
+    // a statement's parameters by name only when none of ?1..?N is missing from it.
+    let sql = "WITH p(jobs, items, accounts, now) AS (SELECT ?1, ?2, ?3, ?4)
+         INSERT INTO refresh_jobs (id, partner_id, user_id, kind, status, created_at)
+           SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, 'QUEUED', p.now FROM p, json_each(p.jobs);
+         WITH p(jobs, items, accounts, now) AS (SELECT ?1, ?2, ?3, ?4)
+         INSERT INTO refresh_job_items (job_id, account_id, state)
+           SELECT value ->> 0, value ->> 1, 'QUEUED' FROM p, json_each(p.items);
+         WITH p(jobs, items, accounts, now) AS (SELECT ?1, ?2, ?3, ?4)
+         UPDATE accounts SET in_flight_since = (SELECT now FROM p)
+           WHERE in_flight_since IS NULL AND id IN (SELECT value FROM p, json_each(p.accounts));";
+    let sql = if then_commit {
+        format!("{sql}\nCOMMIT;")
+    } else {
+        sql.to_owned()
+    };
+    sqlx::query(&sql)
+        .bind(json(&job_rows)?)
+        .bind(json(&item_rows)?)
+        .bind(json(&account_ids)?)
+        .bind(to_ms(now))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Creates `jobs` inside the caller's transaction (see [`insert_jobs`]).
+pub(super) async fn insert(
+    conn: &mut SqliteConnection,
+    jobs: &[NewJob],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    insert_jobs(conn, jobs, now, false).await
+}
+
+/// Creates `jobs` and commits the transaction begun by hand on `conn`, in one round trip.
+pub(super) async fn insert_and_commit(
+    conn: &mut SqliteConnection,
+    jobs: &[NewJob],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if jobs.is_empty() {
+        sqlx::query("COMMIT").execute(&mut *conn).await?;
+        return Ok(());
+    }
+    insert_jobs(conn, jobs, now, true).await
+}
+
+impl Store {
+    /// The job, if it is the user's and the user `partner`'s.
+    pub async fn job(
+        &self,
+        partner: Uuid,
+        user_id: Uuid,
+        job_id: Uuid,
+    ) -> Result<Option<Job>, StoreError> {
+        let Some(summary) = self.job_summary(partner, job_id).await? else {
+            return Ok(None);
+        };
+        if summary.user_id != user_id {
+            return Ok(None);
+        }
+        let items: Vec<ItemRow> = self.item_rows(job_id).await?;
+        let accounts = items
+            .into_iter()
+            .filter_map(|it| {
+                Some(JobItem {
+                    account_id: Uuid::parse_str(&it.account_id).ok()?,
+                    state: JobStatus::parse(&it.state),
+                    finished_at: it.finished_at.map(from_ms),
+                    new_transactions: it.new_transactions,
+                    error: it.error_code.map(|code| ItemError {
+                        code,
+                        retryable: it.error_retryable.unwrap_or(false),
+                    }),
+                })
+            })
+            .collect();
+        Ok(Some(Job {
+            job_id,
+            user_id,
+            created_at: summary.created_at,
+            status: summary.status,
+            accounts,
+        }))
+    }
+
+    async fn item_rows(&self, job_id: Uuid) -> Result<Vec<ItemRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT account_id, state, attempts, started_at, finished_at, new_transactions, error_code, error_retryable
+             FROM refresh_job_items WHERE job_id = ?1 ORDER BY account_id",
+        )
+        .bind(job_id.to_string())
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    /// One of `partner`'s jobs, as lists show it.
+    pub async fn job_summary(
+        &self,
+        partner: Uuid,
+        job_id: Uuid,
+    ) -> Result<Option<JobSummary>, StoreError> {
+        let row: Option<JobSummaryRow> =
+            sqlx::query_as(&format!("{SUMMARY} WHERE j.partner_id = ?1 AND j.id = ?2"))
+                .bind(partner.to_string())
+                .bind(job_id.to_string())
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(row.and_then(JobSummaryRow::into_summary))
+    }
+
+    /// The accounts of a job with their timings, by account id.
+    pub async fn job_items(&self, job_id: Uuid) -> Result<Vec<ItemTimings>, StoreError> {
+        Ok(self
+            .item_rows(job_id)
+            .await?
+            .into_iter()
+            .map(|it| ItemTimings {
+                account_id: it.account_id,
+                state: JobStatus::parse(&it.state),
+                attempts: it.attempts,
+                started_at: it.started_at.map(from_ms),
+                finished_at: it.finished_at.map(from_ms),
+                new_transactions: it.new_transactions,
+                error_code: it.error_code,
+            })
+            .collect())
+    }
+
+    /// A page of `partner`'s jobs (optionally one user's), newest first; and whether there is more.
+    pub async fn jobs_page(
+        &self,
+        partner: Uuid,
+        user: Option<Uuid>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<(Vec<JobSummary>, bool), StoreError> {
+        let rows: Vec<JobSummaryRow> = sqlx::query_as(&format!(
+            "{SUMMARY} WHERE j.partner_id = ?1 AND (?2 IS NULL OR j.user_id = ?2)
+             ORDER BY j.created_at DESC, j.id DESC LIMIT ?3 OFFSET ?4"
+        ))
+        .bind(partner.to_string())
+        .bind(user.map(|u| u.to_string()))
+        .bind(i64::from(limit) + 1)
+        .bind(i64::from(offset))
+        .fetch_all(&self.read)
+        .await?;
+        let more = rows.len() > limit as usize;
+        Ok((
+            rows.into_iter()
+                .take(limit as usize)
+                .filter_map(JobSummaryRow::into_summary)
+                .collect(),
+            more,
+        ))
+    }
+
+    /// The newest job of a user that is still open.
+    pub async fn open_job_of(&self, partner: Uuid, user: Uuid) -> Result<Option<Uuid>, StoreError> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT id FROM refresh_jobs WHERE partner_id = ?1 AND user_id = ?2 AND status IN ('QUEUED', 'RUNNING')
+             ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(partner.to_string())
+        .bind(user.to_string())
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.and_then(|(id,)| Uuid::parse_str(&id).ok()))
+    }
+}

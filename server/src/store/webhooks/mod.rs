@@ -1,0 +1,87 @@
+//! Webhooks in three parts: subscriptions, the delivery queue, and the attempt log.
+//! Deliveries are created by a trigger on `events` (see `0005_webhooks.sql`), in the event's
+//! own transaction. Every query a partner reaches is scoped to that partner.
+
+mod attempts;
+mod deliveries;
+mod subscriptions;
+
+pub use attempts::{AttemptCursor, AttemptPoint};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::StoreError;
+
+/// What `PATCH` may change; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct SubscriptionChange {
+    /// A new target (already checked by the SSRF guard).
+    pub target_url: Option<String>,
+    /// New event types (already validated).
+    pub event_types: Option<Vec<String>>,
+    /// Pause or resume; resuming also re-enables a subscription disabled by a 410.
+    pub paused: Option<bool>,
+}
+
+/// A delivery claimed for one attempt, with what signing and sending it needs.
+#[derive(Clone, Debug)]
+pub struct ClaimedDelivery {
+    /// The subscription.
+    pub subscription_id: String,
+    /// The event (and delivery) id.
+    pub event_id: String,
+    /// The event's type.
+    pub event_type: String,
+    /// The event's JSON payload.
+    pub payload: String,
+    /// When the event was committed (the body's `timestamp`).
+    pub event_created_at: DateTime<Utc>,
+    /// This attempt's number, 1-based.
+    pub attempt: u32,
+    /// Its place on the retry ladder, 1-based (attempts since the last redeliver or recover).
+    pub ladder_step: u32,
+    /// Where to send it.
+    pub target_url: String,
+    /// The secrets that sign it, newest first (two during a rotation).
+    pub secrets: Vec<String>,
+}
+
+/// How one attempt ended, and what follows for its delivery.
+#[derive(Clone, Debug)]
+pub struct AttemptRecord {
+    /// The subscription.
+    pub subscription_id: String,
+    /// The event.
+    pub event_id: String,
+    /// The attempt's number.
+    pub attempt: u32,
+    /// Whether a 2xx acknowledged it.
+    pub succeeded: bool,
+    /// The receiver's status, when it answered.
+    pub status_code: Option<u16>,
+    /// Milliseconds from the request to the answer or the failure.
+    pub latency_ms: u64,
+    /// Why it failed.
+    pub error_kind: Option<&'static str>,
+    /// The start of the answer's body.
+    pub response_excerpt: Option<String>,
+    /// When to try again; `None` ends the delivery (succeeded, or failed for good).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The receiver answered 410 Gone: disable the subscription.
+    pub gone: bool,
+}
+
+/// Whether subscription `id` exists and is `partner`'s: another partner's reads as missing.
+async fn owns<'e, E>(partner: Uuid, id: Uuid, executor: E) -> Result<bool, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT 1 FROM webhook_subscriptions WHERE id = ?1 AND partner_id = ?2")
+            .bind(id.to_string())
+            .bind(partner.to_string())
+            .fetch_optional(executor)
+            .await?;
+    Ok(row.is_some())
+}
