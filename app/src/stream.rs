@@ -50,6 +50,13 @@ impl LiveStream {
 }
 
 #[cfg(feature = "hydrate")]
+impl std::fmt::Debug for LiveStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveStream").finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "hydrate")]
 impl Drop for LiveStream {
     fn drop(&mut self) {
         self.source.close();

@@ -64,15 +64,7 @@ pub struct Problem {
     request_id: Option<String>,
 }
 
-/// `ACTIVE` or `EXPIRED`.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ConsentStatusDoc {
-    /// The consent is in force.
-    Active,
-    /// The consent expired or was revoked.
-    Expired,
-}
+pub use crate::model::ConsentStatusDoc;
 
 /// One account's outcome in a refresh answer.
 #[derive(Debug, Serialize, ToSchema)]

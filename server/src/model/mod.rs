@@ -37,6 +37,16 @@ pub(crate) fn to_ms(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
 
+/// `ACTIVE` or `EXPIRED`: how the OpenAPI document shows the rules' `ConsentStatus`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConsentStatusDoc {
+    /// The consent is in force.
+    Active,
+    /// The consent expired or was revoked.
+    Expired,
+}
+
 /// A partner, as the authenticated caller of the API.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Partner {
@@ -106,7 +116,7 @@ pub struct Account {
     /// Decimal string, e.g. `"1250.40"`.
     pub balance: String,
     /// `ACTIVE` or `EXPIRED`.
-    #[schema(value_type = crate::api::openapi::ConsentStatusDoc)]
+    #[schema(value_type = ConsentStatusDoc)]
     pub consent_status: ConsentStatus,
     /// When the consent ends, if it has an end.
     #[serde(serialize_with = "ts_opt", skip_serializing_if = "Option::is_none")]

@@ -28,7 +28,7 @@ const PROVIDERS: &[&str] = &["Monzo", "Starling", "Barclays", "HSBC", "Lloyds", 
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AccountSpec {
-    #[schema(value_type = Option<crate::api::openapi::ConsentStatusDoc>)]
+    #[schema(value_type = Option<crate::model::ConsentStatusDoc>)]
     consent_status: Option<ConsentStatus>,
     consent_expires_at: Option<DateTime<Utc>>,
     last_transaction_refresh_date: Option<DateTime<Utc>>,
