@@ -1,0 +1,65 @@
+//! Secret rotation: both secrets sign for 24 hours, then only the new one.
+
+use super::*;
+
+#[tokio::test]
+async fn during_a_rotation_both_secrets_sign_for_24_hours() {
+    let app = TestApp::insecure_webhooks().await;
+    let receiver = Receiver::start().await;
+    let key = app.partner(true).await;
+    let (sub, old) = subscribe(&app, &key, &receiver.url, &ALL_TYPES).await;
+    let r = app
+        .post(
+            &format!("/v1/webhooks/subscriptions/{sub}/rotate-secret"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let new = r.body["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    assert_eq!(
+        r.body["previousSecretExpiresAt"],
+        iso(noon() + TimeDelta::hours(24))
+    );
+    let deliverer = app.deliverer();
+    app.post(
+        &format!("/v1/webhooks/subscriptions/{sub}/test"),
+        &key,
+        None,
+    )
+    .await;
+    deliverer.run_pending().await.unwrap();
+    let during = receiver.received().pop().unwrap();
+    assert_eq!(during.header("webhook-signature").split(' ').count(), 2);
+    assert_signed_by(&new, &during);
+    assert_signed_by(&old, &during);
+
+    app.clock
+        .shift(TimeDelta::hours(24) + TimeDelta::seconds(1));
+    app.post(
+        &format!("/v1/webhooks/subscriptions/{sub}/test"),
+        &key,
+        None,
+    )
+    .await;
+    deliverer.run_pending().await.unwrap();
+    let after = receiver.received().pop().unwrap();
+    assert_eq!(after.header("webhook-signature").split(' ').count(), 1);
+    assert_signed_by(&new, &after);
+    assert!(
+        standardwebhooks::Webhook::new(&old)
+            .unwrap()
+            .verify(&after.body, &after.headers)
+            .is_err(),
+        "the old secret no longer signs"
+    );
+    let s = app
+        .get(&format!("/v1/webhooks/subscriptions/{sub}"), &key)
+        .await;
+    assert!(
+        s.body.get("secret").is_none(),
+        "the secret is never shown again"
+    );
+    assert!(s.body.get("previousSecretExpiresAt").is_none());
+}
