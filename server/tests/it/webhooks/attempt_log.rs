@@ -1,33 +1,26 @@
 //! The attempt log: paged with a cursor, and keeping attempts cut off by a crash.
 
-use super::*;
+use chrono::TimeDelta;
+
+use super::{Subscribed, attempts, deliver_all, send_test_event, sub_path, subscribed};
+use crate::harness::noon;
 
 #[tokio::test]
 async fn the_attempt_log_pages_with_a_cursor() {
-    let app = TestApp::insecure_webhooks().await;
-    let receiver = Receiver::start().await;
-    let key = app.partner(true).await;
-    let (sub, _) = subscribe(&app, &key, &receiver.url, &ALL_TYPES).await;
+    let Subscribed { app, key, sub, .. } = subscribed().await;
     for _ in 0..5 {
-        app.post(
-            &format!("/v1/webhooks/subscriptions/{sub}/test"),
-            &key,
-            None,
-        )
-        .await;
+        send_test_event(&app, &key, &sub).await;
     }
     deliver_all(&app).await;
     let mut seen = Vec::new();
-    let mut path = format!("/v1/webhooks/subscriptions/{sub}/deliveries?limit=2");
+    let mut path = sub_path(&sub, "/deliveries?limit=2");
     loop {
         let r = app.get(&path, &key).await;
         for a in r.body["data"].as_array().unwrap() {
             seen.push(a["eventId"].as_str().unwrap().to_owned());
         }
         match r.body["nextCursor"].as_str() {
-            Some(c) => {
-                path = format!("/v1/webhooks/subscriptions/{sub}/deliveries?limit=2&cursor={c}")
-            }
+            Some(c) => path = sub_path(&sub, &format!("/deliveries?limit=2&cursor={c}")),
             None => break,
         }
     }
@@ -38,16 +31,8 @@ async fn the_attempt_log_pages_with_a_cursor() {
 
 #[tokio::test]
 async fn an_attempt_cut_off_by_a_crash_stays_in_the_log_and_the_delivery_goes_out_again() {
-    let app = TestApp::insecure_webhooks().await;
-    let receiver = Receiver::start().await;
-    let key = app.partner(true).await;
-    let (sub, _) = subscribe(&app, &key, &receiver.url, &ALL_TYPES).await;
-    app.post(
-        &format!("/v1/webhooks/subscriptions/{sub}/test"),
-        &key,
-        None,
-    )
-    .await;
+    let Subscribed { app, key, sub, .. } = subscribed().await;
+    send_test_event(&app, &key, &sub).await;
     // A deliverer claims it and dies before recording anything.
     let lost = app
         .store

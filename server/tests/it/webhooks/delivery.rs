@@ -1,15 +1,30 @@
-//! What is delivered, to whom, and by whom: every event type once, signed; only the
-//! subscribed types and partner; the background deliverer; fairness between subscriptions.
+//! What is delivered, and to whom: every event type once, signed; only the subscribed types
+//! and only the subscriber's own partner's events; the background deliverer; fairness between
+//! subscriptions.
 
-use super::*;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use serde_json::json;
+use server::bank::sandbox::{Fault, FaultKind};
+
+use super::{
+    ALL_TYPES, Received, Receiver, SUCCEEDED, Subscribed, assert_signed_by, attempts, deliver_all,
+    refresh_new_user, send_test_event, subscribe, subscribed,
+};
+use crate::harness::{TestApp, noon};
+use crate::worker::{drain, worker};
 
 #[tokio::test]
 async fn every_event_type_is_delivered_once_signed_both_ways() {
-    let app = TestApp::insecure_webhooks().await;
+    let Subscribed {
+        app,
+        receiver,
+        key,
+        sub,
+        secret,
+    } = subscribed().await;
     let w = worker(&app).await;
-    let receiver = Receiver::start().await;
-    let key = app.partner(true).await;
-    let (sub, secret) = subscribe(&app, &key, &receiver.url, &ALL_TYPES).await;
     let user = app.user(&key).await;
 
     // user_initiated.succeeded
@@ -110,11 +125,8 @@ async fn a_subscription_gets_only_its_event_types_and_only_its_partners_events()
     )
     .await;
     for k in [&key, &other] {
-        let user = app.user(k).await;
-        app.connect(k, &user, json!([{}])).await;
-        app.refresh(k, &user).await;
+        refresh_new_user(&app, &w, k, 1).await;
     }
-    drain(&w).await;
     deliver_all(&app).await;
     assert!(
         receiver.received().is_empty(),
@@ -124,16 +136,12 @@ async fn a_subscription_gets_only_its_event_types_and_only_its_partners_events()
 
 #[tokio::test]
 async fn the_background_deliverer_sends_each_committed_event_without_being_asked() {
-    let app = TestApp::insecure_webhooks().await;
+    let Subscribed {
+        app, receiver, key, ..
+    } = subscribed().await;
     let w = worker(&app).await;
-    let receiver = Receiver::start().await;
-    let key = app.partner(true).await;
-    subscribe(&app, &key, &receiver.url, &ALL_TYPES).await;
     let running = app.deliverer().spawn();
-    let user = app.user(&key).await;
-    app.connect(&key, &user, json!([{}, {}])).await;
-    app.refresh(&key, &user).await;
-    drain(&w).await;
+    refresh_new_user(&app, &w, &key, 2).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while receiver.received().len() < 2 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -152,12 +160,7 @@ async fn a_busy_subscription_cannot_take_every_delivery_slot() {
     let (fast_sub, _) = subscribe(&app, &key, &fast.url, &ALL_TYPES).await;
     for sub in [&slow_sub, &fast_sub] {
         for _ in 0..5 {
-            app.post(
-                &format!("/v1/webhooks/subscriptions/{sub}/test"),
-                &key,
-                None,
-            )
-            .await;
+            send_test_event(&app, &key, sub).await;
         }
     }
     let in_flight = std::collections::HashMap::from([(slow_sub.clone(), 2_usize)]);

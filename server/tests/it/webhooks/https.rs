@@ -1,6 +1,14 @@
 //! Deliveries over HTTPS to a receiver whose certificate a private CA signed.
 
-use super::*;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use chrono::TimeDelta;
+use server::webhooks::DeliveryConfig;
+
+use super::{ALL_TYPES, Received, assert_signed_by, attempts, send_test_event, subscribe};
+use crate::harness::TestApp;
 
 /// A receiver over TLS on 127.0.0.1, its certificate signed by a CA made here; returns the
 /// URL, the CA (DER) and what it received.
@@ -68,12 +76,7 @@ async fn deliveries_go_over_https_and_an_untrusted_certificate_is_a_connection_f
     let (url, ca, received) = tls_receiver().await;
     let key = app.partner(true).await;
     let (sub, secret) = subscribe(&app, &key, &url, &ALL_TYPES).await;
-    app.post(
-        &format!("/v1/webhooks/subscriptions/{sub}/test"),
-        &key,
-        None,
-    )
-    .await;
+    send_test_event(&app, &key, &sub).await;
 
     // The public web PKI does not know our CA: refused like any bad certificate.
     app.deliverer().run_pending().await.unwrap();

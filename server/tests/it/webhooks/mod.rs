@@ -11,7 +11,6 @@ mod signatures;
 mod ssrf;
 mod subscriptions;
 
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,16 +18,13 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use base64::Engine;
-use chrono::TimeDelta;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use server::bank::sandbox::{Fault, FaultKind};
 use server::webhooks::signature::{Secret, verify_standard, verify_x_signature};
-use server::webhooks::target::Lookup;
-use server::webhooks::{DeliveryConfig, TargetPolicy};
+use server::worker::Worker;
 
-use crate::harness::{TestApp, iso, noon};
-use crate::worker::{drain, worker};
+use crate::harness::{Reply, TestApp};
+use crate::worker::drain;
 
 const SUCCEEDED: &str = "v1.account_transactions.on_demand_refresh.succeeded";
 const ALL_TYPES: [&str; 5] = [
@@ -67,6 +63,7 @@ struct Answer {
 #[derive(Clone)]
 struct Receiver {
     url: String,
+    port: u16,
     received: Arc<Mutex<Vec<Received>>>,
     answer: Arc<Mutex<Answer>>,
 }
@@ -98,10 +95,11 @@ impl Receiver {
             }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self {
-            url,
+            url: format!("http://{addr}/hooks"),
+            port: addr.port(),
             received,
             answer,
         }
@@ -139,12 +137,92 @@ async fn subscribe(app: &TestApp, key: &str, url: &str, types: &[&str]) -> (Stri
     )
 }
 
+/// A partner's subscription to every event type, pointing at a receiver of its own, on a
+/// server that may deliver to loopback.
+struct Subscribed {
+    app: TestApp,
+    receiver: Receiver,
+    key: String,
+    sub: String,
+    secret: String,
+}
+
+async fn subscribed() -> Subscribed {
+    let app = TestApp::insecure_webhooks().await;
+    let receiver = Receiver::start().await;
+    let key = app.partner(true).await;
+    let (sub, secret) = subscribe(&app, &key, &receiver.url, &ALL_TYPES).await;
+    Subscribed {
+        app,
+        receiver,
+        key,
+        sub,
+        secret,
+    }
+}
+
+/// `/v1/webhooks/subscriptions/{sub}` followed by `rest`.
+fn sub_path(sub: &str, rest: &str) -> String {
+    format!("/v1/webhooks/subscriptions/{sub}{rest}")
+}
+
+/// The attempt log of the subscription, newest first (its first page).
 async fn attempts(app: &TestApp, key: &str, sub: &str) -> Vec<Value> {
-    let r = app
-        .get(&format!("/v1/webhooks/subscriptions/{sub}/deliveries"), key)
-        .await;
+    let r = app.get(&sub_path(sub, "/deliveries"), key).await;
     assert_eq!(r.status, 200, "{}", r.body);
     r.body["data"].as_array().unwrap().clone()
+}
+
+/// `POST .../test`: a `v1.webhook.test` event for the subscription; returns its eventId.
+async fn send_test_event(app: &TestApp, key: &str, sub: &str) -> String {
+    let r = app.post(&sub_path(sub, "/test"), key, None).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    r.body["eventId"].as_str().unwrap().to_owned()
+}
+
+/// `POST .../deliveries/{event}/redeliver`.
+async fn redeliver(app: &TestApp, key: &str, sub: &str, event: &str) -> Reply {
+    app.post(
+        &sub_path(sub, &format!("/deliveries/{event}/redeliver")),
+        key,
+        None,
+    )
+    .await
+}
+
+/// `POST .../recover` with `{"since": since}`.
+async fn recover(app: &TestApp, key: &str, sub: &str, since: Value) -> Reply {
+    app.post(
+        &sub_path(sub, "/recover"),
+        key,
+        Some(json!({ "since": since })),
+    )
+    .await
+}
+
+/// `PATCH` the subscription's `paused`; returns the subscription as answered.
+async fn set_paused(app: &TestApp, key: &str, sub: &str, paused: bool) -> Reply {
+    app.patch(&sub_path(sub, ""), key, json!({ "paused": paused }))
+        .await
+}
+
+/// A new user of the partner with `accounts` never-fetched accounts, refreshed on demand, the
+/// fetches done by `w`: one `on_demand_refresh.succeeded` event per account. Returns the user
+/// and its account ids.
+async fn refresh_new_user(
+    app: &TestApp,
+    w: &Worker,
+    key: &str,
+    accounts: usize,
+) -> (String, Vec<String>) {
+    let user = app.user(key).await;
+    let ids = app
+        .connect(key, &user, Value::Array(vec![json!({}); accounts]))
+        .await;
+    let r = app.refresh(key, &user).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    drain(w).await;
+    (user, ids)
 }
 
 fn unix_now() -> i64 {

@@ -1,24 +1,28 @@
 //! A failed attempt is tried again on the schedule (or when the receiver asks), until the
 //! delivery fails for good; then `recover` and `redeliver` send it again.
 
-use super::*;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use serde_json::json;
+use server::webhooks::DeliveryConfig;
+
+use super::{
+    Subscribed, assert_signed_by, attempts, recover, redeliver, send_test_event, subscribed,
+};
+use crate::harness::{iso, noon};
 
 #[tokio::test]
 async fn a_500_then_a_200_is_two_attempts_of_one_event_on_the_schedule() {
-    let app = TestApp::insecure_webhooks().await;
-    let receiver = Receiver::start().await;
-    let key = app.partner(true).await;
-    let (sub, secret) = subscribe(&app, &key, &receiver.url, &ALL_TYPES).await;
+    let Subscribed {
+        app,
+        receiver,
+        key,
+        sub,
+        secret,
+    } = subscribed().await;
     receiver.answer(500);
-    let event = app
-        .post(
-            &format!("/v1/webhooks/subscriptions/{sub}/test"),
-            &key,
-            None,
-        )
-        .await;
-    assert_eq!(event.status, 202, "{}", event.body);
-    let event_id = event.body["eventId"].as_str().unwrap();
+    let event_id = send_test_event(&app, &key, &sub).await;
     let deliverer = app.deliverer();
     assert_eq!(deliverer.run_pending().await.unwrap(), 1);
 
@@ -72,17 +76,15 @@ async fn a_500_then_a_200_is_two_attempts_of_one_event_on_the_schedule() {
 
 #[tokio::test]
 async fn retry_after_pushes_the_next_attempt_back() {
-    let app = TestApp::insecure_webhooks().await;
-    let receiver = Receiver::start().await;
-    let key = app.partner(true).await;
-    let (sub, _) = subscribe(&app, &key, &receiver.url, &ALL_TYPES).await;
+    let Subscribed {
+        app,
+        receiver,
+        key,
+        sub,
+        ..
+    } = subscribed().await;
     receiver.answer_with(429, Duration::ZERO, vec![("retry-after", "120".to_owned())]);
-    app.post(
-        &format!("/v1/webhooks/subscriptions/{sub}/test"),
-        &key,
-        None,
-    )
-    .await;
+    send_test_event(&app, &key, &sub).await;
     app.deliverer().run_pending().await.unwrap();
     let log = attempts(&app, &key, &sub).await;
     assert_eq!(
@@ -93,17 +95,15 @@ async fn retry_after_pushes_the_next_attempt_back() {
 
 #[tokio::test]
 async fn after_eleven_failures_the_delivery_fails_and_recover_sends_it_again() {
-    let app = TestApp::insecure_webhooks().await;
-    let receiver = Receiver::start().await;
-    let key = app.partner(true).await;
-    let (sub, _) = subscribe(&app, &key, &receiver.url, &ALL_TYPES).await;
+    let Subscribed {
+        app,
+        receiver,
+        key,
+        sub,
+        ..
+    } = subscribed().await;
     receiver.answer(503);
-    app.post(
-        &format!("/v1/webhooks/subscriptions/{sub}/test"),
-        &key,
-        None,
-    )
-    .await;
+    send_test_event(&app, &key, &sub).await;
     let deliverer = app.deliverer();
     let mut sent = 0;
     for _ in 0..15 {
@@ -119,13 +119,7 @@ async fn after_eleven_failures_the_delivery_fails_and_recover_sends_it_again() {
     assert!(log[0].get("nextAttemptAt").is_none());
 
     receiver.answer(200);
-    let r = app
-        .post(
-            &format!("/v1/webhooks/subscriptions/{sub}/recover"),
-            &key,
-            Some(json!({ "since": iso(noon()) })),
-        )
-        .await;
+    let r = recover(&app, &key, &sub, json!(iso(noon()))).await;
     assert_eq!(r.status, 202, "{}", r.body);
     assert_eq!(r.body["recovered"], 1);
     assert_eq!(deliverer.run_pending().await.unwrap(), 1);
@@ -136,12 +130,8 @@ async fn after_eleven_failures_the_delivery_fails_and_recover_sends_it_again() {
     // Sent again by hand while the receiver fails: the ladder starts over (5 s), no "failed".
     receiver.answer(503);
     let event = log[0]["eventId"].as_str().unwrap().to_owned();
-    app.post(
-        &format!("/v1/webhooks/subscriptions/{sub}/deliveries/{event}/redeliver"),
-        &key,
-        None,
-    )
-    .await;
+    let r = redeliver(&app, &key, &sub, &event).await;
+    assert_eq!(r.status, 202, "{}", r.body);
     assert_eq!(deliverer.run_pending().await.unwrap(), 1);
     let log = attempts(&app, &key, &sub).await;
     assert_eq!(log[0]["attempt"], 13);
@@ -154,36 +144,24 @@ async fn after_eleven_failures_the_delivery_fails_and_recover_sends_it_again() {
         "the first rung again: {wait}"
     );
 
-    let later = app
-        .post(
-            &format!("/v1/webhooks/subscriptions/{sub}/recover"),
-            &key,
-            Some(json!({ "since": iso(noon()) })),
-        )
-        .await;
+    let later = recover(&app, &key, &sub, json!(iso(noon()))).await;
     assert_eq!(later.body["recovered"], 0, "nothing failed any more");
-    app.post(
-        &format!("/v1/webhooks/subscriptions/{sub}/recover"),
-        &key,
-        Some(json!({ "since": "yesterday" })),
-    )
-    .await
-    .assert_problem(400, "INVALID_BODY");
+    recover(&app, &key, &sub, json!("yesterday"))
+        .await
+        .assert_problem(400, "INVALID_BODY");
 }
 
 #[tokio::test]
 async fn a_receiver_that_does_not_answer_in_time_is_a_timeout() {
-    let app = TestApp::insecure_webhooks().await;
-    let receiver = Receiver::start().await;
-    let key = app.partner(true).await;
-    let (sub, _) = subscribe(&app, &key, &receiver.url, &ALL_TYPES).await;
+    let Subscribed {
+        app,
+        receiver,
+        key,
+        sub,
+        ..
+    } = subscribed().await;
     receiver.answer_with(200, Duration::from_secs(5), Vec::new());
-    app.post(
-        &format!("/v1/webhooks/subscriptions/{sub}/test"),
-        &key,
-        None,
-    )
-    .await;
+    send_test_event(&app, &key, &sub).await;
     let deliverer = app.deliverer_with(DeliveryConfig {
         timeout: Duration::from_millis(300),
         ..DeliveryConfig::default()

@@ -1,19 +1,21 @@
 //! Secret rotation: both secrets sign for 24 hours, then only the new one.
 
-use super::*;
+use chrono::TimeDelta;
+
+use super::{Subscribed, assert_signed_by, send_test_event, sub_path, subscribed};
+use crate::harness::{iso, noon};
 
 #[tokio::test]
 async fn during_a_rotation_both_secrets_sign_for_24_hours() {
-    let app = TestApp::insecure_webhooks().await;
-    let receiver = Receiver::start().await;
-    let key = app.partner(true).await;
-    let (sub, old) = subscribe(&app, &key, &receiver.url, &ALL_TYPES).await;
+    let Subscribed {
+        app,
+        receiver,
+        key,
+        sub,
+        secret: old,
+    } = subscribed().await;
     let r = app
-        .post(
-            &format!("/v1/webhooks/subscriptions/{sub}/rotate-secret"),
-            &key,
-            None,
-        )
+        .post(&sub_path(&sub, "/rotate-secret"), &key, None)
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let new = r.body["secret"].as_str().unwrap().to_owned();
@@ -23,12 +25,7 @@ async fn during_a_rotation_both_secrets_sign_for_24_hours() {
         iso(noon() + TimeDelta::hours(24))
     );
     let deliverer = app.deliverer();
-    app.post(
-        &format!("/v1/webhooks/subscriptions/{sub}/test"),
-        &key,
-        None,
-    )
-    .await;
+    send_test_event(&app, &key, &sub).await;
     deliverer.run_pending().await.unwrap();
     let during = receiver.received().pop().unwrap();
     assert_eq!(during.header("webhook-signature").split(' ').count(), 2);
@@ -37,12 +34,7 @@ async fn during_a_rotation_both_secrets_sign_for_24_hours() {
 
     app.clock
         .shift(TimeDelta::hours(24) + TimeDelta::seconds(1));
-    app.post(
-        &format!("/v1/webhooks/subscriptions/{sub}/test"),
-        &key,
-        None,
-    )
-    .await;
+    send_test_event(&app, &key, &sub).await;
     deliverer.run_pending().await.unwrap();
     let after = receiver.received().pop().unwrap();
     assert_eq!(after.header("webhook-signature").split(' ').count(), 1);
@@ -54,9 +46,7 @@ async fn during_a_rotation_both_secrets_sign_for_24_hours() {
             .is_err(),
         "the old secret no longer signs"
     );
-    let s = app
-        .get(&format!("/v1/webhooks/subscriptions/{sub}"), &key)
-        .await;
+    let s = app.get(&sub_path(&sub, ""), &key).await;
     assert!(
         s.body.get("secret").is_none(),
         "the secret is never shown again"

@@ -1,7 +1,18 @@
 //! The SSRF guard: targets must be HTTPS and public when registered and when delivered to,
 //! and redirects are never followed.
 
-use super::*;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use server::webhooks::TargetPolicy;
+use server::webhooks::target::Lookup;
+
+use super::{
+    ALL_TYPES, Receiver, SUCCEEDED, Subscribed, attempts, send_test_event, subscribe, subscribed,
+};
+use crate::harness::TestApp;
 
 #[tokio::test]
 async fn targets_must_be_https_and_public_at_registration() {
@@ -80,28 +91,14 @@ async fn a_host_rebound_to_loopback_after_registration_is_refused_at_delivery() 
     });
     let app = TestApp::with_options(true, TargetPolicy::secure().with_lookup(lookup)).await;
     let key = app.partner(true).await;
-    let port = receiver
-        .url
-        .split(':')
-        .nth(2)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
     let (sub, _) = subscribe(
         &app,
         &key,
-        &format!("https://rebind.test:{port}/hooks"),
+        &format!("https://rebind.test:{}/hooks", receiver.port),
         &ALL_TYPES,
     )
     .await;
-    app.post(
-        &format!("/v1/webhooks/subscriptions/{sub}/test"),
-        &key,
-        None,
-    )
-    .await;
+    send_test_event(&app, &key, &sub).await;
     app.deliverer().run_pending().await.unwrap();
     let log = attempts(&app, &key, &sub).await;
     assert_eq!(log[0]["errorKind"], "TARGET_FORBIDDEN", "{log:?}");
@@ -110,22 +107,20 @@ async fn a_host_rebound_to_loopback_after_registration_is_refused_at_delivery() 
 
 #[tokio::test]
 async fn redirects_are_never_followed() {
-    let app = TestApp::insecure_webhooks().await;
-    let receiver = Receiver::start().await;
+    let Subscribed {
+        app,
+        receiver,
+        key,
+        sub,
+        ..
+    } = subscribed().await;
     let elsewhere = Receiver::start().await;
-    let key = app.partner(true).await;
-    let (sub, _) = subscribe(&app, &key, &receiver.url, &ALL_TYPES).await;
     receiver.answer_with(
         302,
         Duration::ZERO,
         vec![("location", elsewhere.url.clone())],
     );
-    app.post(
-        &format!("/v1/webhooks/subscriptions/{sub}/test"),
-        &key,
-        None,
-    )
-    .await;
+    send_test_event(&app, &key, &sub).await;
     app.deliverer().run_pending().await.unwrap();
     assert!(
         elsewhere.received().is_empty(),

@@ -1,7 +1,10 @@
 //! Subscriptions through the API: listed, changed, deleted, scoped to their partner; bad
 //! requests are problems that write nothing.
 
-use super::*;
+use serde_json::{Value, json};
+
+use super::{ALL_TYPES, SUCCEEDED, subscribe};
+use crate::harness::TestApp;
 
 #[tokio::test]
 async fn subscriptions_are_listed_changed_deleted_and_scoped_to_their_partner() {
