@@ -111,43 +111,89 @@ async fn every_event_type_is_delivered_once_signed_both_ways() {
 }
 
 #[tokio::test]
-async fn a_subscription_gets_only_its_event_types_and_only_its_partners_events() {
+async fn a_subscription_gets_only_the_event_types_it_asked_for() {
     let app = TestApp::insecure_webhooks().await;
     let w = worker(&app).await;
-    let receiver = Receiver::start().await;
     let key = app.partner(true).await;
-    let other = app.partner(true).await;
+    let failures = Receiver::start().await;
+    let successes = Receiver::start().await;
     subscribe(
         &app,
         &key,
-        &receiver.url,
+        &failures.url,
         &["v1.account_transactions.on_demand_refresh.failed"],
     )
     .await;
-    for k in [&key, &other] {
-        refresh_new_user(&app, &w, k, 1).await;
-    }
+    subscribe(&app, &key, &successes.url, &[SUCCEEDED]).await;
+    let (_, accounts) = refresh_new_user(&app, &w, &key, 1).await;
     deliver_all(&app).await;
     assert!(
-        receiver.received().is_empty(),
+        failures.received().is_empty(),
         "succeeded events were not asked for"
     );
+    let got = successes.received();
+    assert_eq!(got.len(), 1, "the succeeded event went to who asked for it");
+    assert_eq!(got[0].json()["type"], SUCCEEDED);
+    assert_eq!(got[0].json()["payload"]["accountId"], accounts[0].as_str());
+}
+
+/// The receiver got one event per account, all of them the subscription's and the user's.
+fn assert_got_exactly(receiver: &Receiver, sub: &str, user: &str, accounts: &[String]) {
+    let mut got: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|d| {
+            let body = d.json();
+            assert_eq!(body["type"], SUCCEEDED, "{body}");
+            assert_eq!(body["subscriptionId"], sub, "{body}");
+            assert_eq!(
+                body["payload"]["userId"], user,
+                "another partner's event: {body}"
+            );
+            body["payload"]["accountId"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    got.sort();
+    let mut expected = accounts.to_vec();
+    expected.sort();
+    assert_eq!(got, expected, "one event per account of its own partner's");
+}
+
+#[tokio::test]
+async fn each_partners_receiver_gets_exactly_its_own_partners_events() {
+    let app = TestApp::insecure_webhooks().await;
+    let w = worker(&app).await;
+    let (a, b) = (app.partner(true).await, app.partner(true).await);
+    let (a_receiver, b_receiver) = (Receiver::start().await, Receiver::start().await);
+    // Both subscribe to the same event type, and both produce it: A for one account, B for two.
+    let (a_sub, _) = subscribe(&app, &a, &a_receiver.url, &[SUCCEEDED]).await;
+    let (b_sub, _) = subscribe(&app, &b, &b_receiver.url, &[SUCCEEDED]).await;
+    let (a_user, a_accounts) = refresh_new_user(&app, &w, &a, 1).await;
+    let (b_user, b_accounts) = refresh_new_user(&app, &w, &b, 2).await;
+    deliver_all(&app).await;
+    assert_got_exactly(&a_receiver, &a_sub, &a_user, &a_accounts);
+    assert_got_exactly(&b_receiver, &b_sub, &b_user, &b_accounts);
 }
 
 #[tokio::test]
 async fn the_background_deliverer_sends_each_committed_event_without_being_asked() {
     let Subscribed {
-        app, receiver, key, ..
+        app,
+        receiver,
+        key,
+        sub,
+        ..
     } = subscribed().await;
     let w = worker(&app).await;
     let running = app.deliverer().spawn();
-    refresh_new_user(&app, &w, &key, 2).await;
+    let (user, accounts) = refresh_new_user(&app, &w, &key, 2).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while receiver.received().len() < 2 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     running.abort();
     assert_eq!(receiver.received().len(), 2);
+    assert_got_exactly(&receiver, &sub, &user, &accounts);
 }
 
 #[tokio::test]
