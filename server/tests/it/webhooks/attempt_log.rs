@@ -8,15 +8,20 @@ use crate::harness::noon;
 #[tokio::test]
 async fn the_attempt_log_pages_with_a_cursor() {
     let Subscribed { app, key, sub, .. } = subscribed().await;
+    let mut sent = Vec::new();
     for _ in 0..5 {
-        send_test_event(&app, &key, &sub).await;
+        sent.push(send_test_event(&app, &key, &sub).await);
     }
     deliver_all(&app).await;
     let mut seen = Vec::new();
+    let mut pages = 0;
     let mut path = sub_path(&sub, "/deliveries?limit=2");
     loop {
         let r = app.get(&path, &key).await;
-        for a in r.body["data"].as_array().unwrap() {
+        let page = r.body["data"].as_array().unwrap();
+        assert!(page.len() <= 2, "{}", r.body);
+        pages += 1;
+        for a in page {
             seen.push(a["eventId"].as_str().unwrap().to_owned());
         }
         match r.body["nextCursor"].as_str() {
@@ -24,9 +29,10 @@ async fn the_attempt_log_pages_with_a_cursor() {
             None => break,
         }
     }
+    assert_eq!(pages, 3, "five attempts, two a page");
     seen.sort();
-    seen.dedup();
-    assert_eq!(seen.len(), 5, "every attempt once across pages");
+    sent.sort();
+    assert_eq!(seen, sent, "every attempt once across pages");
 }
 
 #[tokio::test]
