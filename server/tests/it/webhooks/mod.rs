@@ -1,6 +1,9 @@
 //! Webhooks end to end: subscriptions through the API, deliveries from the event log to a
 //! real receiver on 127.0.0.1:0 whose answers change mid-test, signatures checked three
 //! ways, retries on the frozen clock, the attempt log, redelivery, recovery, and the SSRF guard.
+//!
+//! This file holds the shared set-up (the receiver, a subscribed partner, the requests every
+//! test makes); each behaviour has its own file.
 
 mod attempt_log;
 mod delivery;
