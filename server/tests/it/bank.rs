@@ -222,3 +222,55 @@ async fn the_sandbox_api_sets_faults_on_the_callers_accounts_only() {
         "an empty fault clears it"
     );
 }
+
+#[tokio::test]
+async fn a_partner_wide_fault_leaves_other_partners_accounts_alone() {
+    use serde_json::json;
+    let app = crate::harness::TestApp::new().await;
+    let w = crate::worker::worker(&app).await;
+    let (a, b) = (app.partner(true).await, app.partner(true).await);
+    let (a_user, b_user) = (app.user(&a).await, app.user(&b).await);
+    app.connect(&a, &a_user, json!([{}])).await;
+    app.connect(&b, &b_user, json!([{}])).await;
+    // A makes the bank fail for "every account": every account of A's, that is.
+    let r = app
+        .post(
+            "/sandbox/v1/bank/faults",
+            &a,
+            Some(json!({ "kind": "SERVER_ERROR" })),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let a_job = app.refresh(&a, &a_user).await.body["jobId"].clone();
+    let b_job = app.refresh(&b, &b_user).await.body["jobId"].clone();
+    crate::worker::drain(&w).await;
+
+    let mine = app
+        .get(
+            &format!(
+                "/v1/users/{a_user}/accounts-refresh/{}",
+                a_job.as_str().unwrap()
+            ),
+            &a,
+        )
+        .await;
+    assert_eq!(mine.body["status"], "FAILED", "{}", mine.body);
+    assert_eq!(
+        mine.body["accounts"][0]["error"]["code"],
+        "BANK_UNAVAILABLE"
+    );
+    let theirs = app
+        .get(
+            &format!(
+                "/v1/users/{b_user}/accounts-refresh/{}",
+                b_job.as_str().unwrap()
+            ),
+            &b,
+        )
+        .await;
+    assert_eq!(
+        theirs.body["status"], "SUCCEEDED",
+        "partner A's fault without an accountId reached partner B's account: {}",
+        theirs.body
+    );
+}

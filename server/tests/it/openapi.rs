@@ -2,9 +2,9 @@
 //! and only routes the server really serves.
 
 use axum::http::Method;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::harness::TestApp;
+use crate::harness::{TestApp, iso, noon};
 
 /// Every endpoint of shared/spec/api.md that this build serves (sandbox mode).
 const CONTRACT: &[(&str, &str)] = &[
@@ -73,55 +73,115 @@ async fn the_document_is_openapi_3_1_and_lists_every_contract_route() {
     assert!(doc.body["components"]["securitySchemes"]["api_key"].is_object());
 }
 
+/// A request body that the operation accepts, for the operations that need one.
+fn valid_body(method: &Method, path: &str) -> Option<Value> {
+    let body = match (method.as_str(), path) {
+        ("POST", "/sandbox/v1/users") => json!({ "source": "MARKETPLACE" }),
+        ("POST", "/sandbox/v1/users/{userId}/accounts") => json!({ "accounts": [{}] }),
+        ("POST", "/sandbox/v1/clock") => json!({ "offsetSeconds": 0 }),
+        // Neither latency nor kind: clears the caller's faults.
+        ("POST", "/sandbox/v1/bank/faults") => json!({}),
+        ("POST", "/v1/webhooks/subscriptions") => json!({
+            "targetUrl": "http://127.0.0.1:9/hooks",
+            "eventTypes": ["v1.account_transactions.on_demand_refresh.succeeded"],
+        }),
+        ("PATCH", "/v1/webhooks/subscriptions/{subscriptionId}") => json!({ "paused": false }),
+        ("POST", "/v1/webhooks/subscriptions/{subscriptionId}/recover") => {
+            json!({ "since": iso(noon()) })
+        }
+        _ => return None,
+    };
+    Some(body)
+}
+
+/// Every operation of the document, called with real ids (a user, its account, a refresh job,
+/// a subscription and an event delivered to it) and a valid body, reaches its handler and
+/// answers a success status that the document lists for it.
 #[tokio::test]
-async fn every_documented_route_is_served() {
-    let app = TestApp::new().await;
+async fn every_documented_route_answers_a_documented_success_for_real_ids() {
+    let app = TestApp::insecure_webhooks().await;
     let key = app.partner(true).await;
     let doc = app
         .call(Method::GET, "/v1/openapi.json", None, None)
         .await
         .body;
-    let id = uuid::Uuid::new_v4().to_string();
-    let mut checked = 0;
+    let user = app.user(&key).await;
+    let account = app.connect(&key, &user, json!([{}])).await.remove(0);
+    let job = app.refresh(&key, &user).await;
+    assert_eq!(job.status, 201, "{}", job.body);
+    let job = job.body["jobId"].as_str().unwrap().to_owned();
+    let sub = app
+        .post(
+            "/v1/webhooks/subscriptions",
+            &key,
+            valid_body(&Method::POST, "/v1/webhooks/subscriptions"),
+        )
+        .await;
+    assert_eq!(sub.status, 201, "{}", sub.body);
+    let sub = sub.body["subscriptionId"].as_str().unwrap().to_owned();
+    let event = app
+        .post(
+            &format!("/v1/webhooks/subscriptions/{sub}/test"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(event.status, 202, "{}", event.body);
+    let event = event.body["eventId"].as_str().unwrap().to_owned();
+
+    let mut operations: Vec<(Method, String, &Value)> = Vec::new();
     for (path, ops) in doc["paths"].as_object().unwrap() {
-        let concrete = path
-            .replace("{userId}", &id)
-            .replace("{accountId}", &id)
-            .replace("{jobId}", &id);
-        for method in ops.as_object().unwrap().keys() {
+        for (method, op) in ops.as_object().unwrap() {
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let request = axum::http::Request::builder()
-                .method(method.clone())
-                .uri(&concrete)
-                .header("x-api-key", &key)
-                .header("content-type", "application/json")
-                .body(axum::body::Body::from("{}"))
-                .unwrap();
-            let response = tower::ServiceExt::oneshot(app.router.clone(), request)
-                .await
-                .unwrap();
-            assert_ne!(
-                response.status().as_u16(),
-                405,
-                "{method} {path} is documented but not routed"
-            );
-            // Read problem bodies only: the event stream never ends.
-            if response
-                .headers()
-                .get("content-type")
-                .is_some_and(|v| v == "application/problem+json")
-            {
-                let body = axum::body::to_bytes(response.into_body(), 1 << 20)
-                    .await
-                    .unwrap();
-                let body: Value = serde_json::from_slice(&body).unwrap();
-                assert_ne!(
-                    body["code"], "ROUTE_NOT_FOUND",
-                    "{method} {path} is documented but not routed"
-                );
-            }
-            checked += 1;
+            operations.push((method, path.clone(), &op["responses"]));
         }
     }
-    assert!(checked >= CONTRACT.len());
+    // The subscription is deleted last: every other operation still finds it.
+    operations.sort_by_key(|(method, _, _)| *method == Method::DELETE);
+    assert!(operations.len() >= CONTRACT.len());
+    let mut wrong = Vec::new();
+    for (method, path, responses) in &operations {
+        let concrete = path
+            .replace("{userId}", &user)
+            .replace("{accountId}", &account)
+            .replace("{jobId}", &job)
+            .replace("{subscriptionId}", &sub)
+            .replace("{eventId}", &event);
+        assert!(!concrete.contains('{'), "{path} has a parameter not filled");
+        let mut request = axum::http::Request::builder()
+            .method(method.clone())
+            .uri(&concrete)
+            .header("x-api-key", &key);
+        let body = match valid_body(method, path) {
+            Some(body) => {
+                request = request.header("content-type", "application/json");
+                axum::body::Body::from(body.to_string())
+            }
+            None => axum::body::Body::empty(),
+        };
+        let response = tower::ServiceExt::oneshot(app.router.clone(), request.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        // Read problem bodies only: the event stream never ends.
+        let problem = if response
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v == "application/problem+json")
+        {
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            serde_json::from_slice::<Value>(&body).unwrap()
+        } else {
+            Value::Null
+        };
+        if !status.is_success() || responses.get(status.as_str()).is_none() {
+            let documented: Vec<&String> = responses.as_object().unwrap().keys().collect();
+            wrong.push(format!(
+                "{method} {path}: {status} (documented: {documented:?}) {problem}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

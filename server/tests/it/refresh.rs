@@ -341,9 +341,15 @@ async fn an_idempotency_key_replays_the_first_answer_for_24_hours() {
     assert_eq!(app.count("refresh_jobs").await, 1);
     // Another user with the same key is refused, and nothing is written.
     let other = app.user(&key).await;
+    let before = app.footprint().await;
     refresh_with_key(&app, &key, &other, "order-42")
         .await
         .assert_problem(422, "IDEMPOTENCY_KEY_REUSED");
+    assert_eq!(
+        app.footprint().await,
+        before,
+        "the refused request wrote nothing"
+    );
     // After 24 hours the key is forgotten: the request is decided afresh (the refresh of the
     // first job is still in flight, triggered a day ago, so the account is stale again).
     app.clock.shift(minutes(61));
