@@ -126,4 +126,31 @@ mod tests {
         assert_eq!(hook["subscriptionId"], "s1");
         assert_eq!(hook["timestamp"], sse["timestamp"]);
     }
+
+    #[test]
+    fn the_portal_reads_every_event_type_of_the_stream_typed() {
+        let at = DateTime::from_timestamp_millis(1_790_000_000_123).unwrap_or_default();
+        for t in freshet_rules::EventType::ALL {
+            let payload = r#"{"userId":"u1","accountId":"a1","jobId":"j1","newTransactions":3}"#;
+            let data = envelope(t.as_str(), "e1", None, at, payload);
+            let event: app::model::LiveEvent =
+                serde_json::from_str(&data).unwrap_or_else(|e| panic!("{t:?}: {e}"));
+            assert_eq!(event.event_type, t);
+            assert_eq!(event.payload.account_id, "a1");
+            assert_eq!(event.payload.job_id.as_deref(), Some("j1"));
+        }
+        let scheduled = envelope(
+            "v1.account_transactions.scheduled_refresh.succeeded",
+            "e2",
+            None,
+            at,
+            r#"{"userId":"u1","accountId":"a1"}"#,
+        );
+        let event: app::model::LiveEvent =
+            serde_json::from_str(&scheduled).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            event.payload.job_id, None,
+            "only on-demand events name their job"
+        );
+    }
 }
