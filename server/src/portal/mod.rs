@@ -64,6 +64,17 @@ impl Portal {
     }
 }
 
+impl Portal {
+    /// The signed-in user's partner.
+    async fn partner(&self, viewer: &Viewer) -> Result<crate::model::Partner, ServiceError> {
+        self.services
+            .partner(partner_id(viewer)?)
+            .await
+            .map_err(told)?
+            .ok_or(ServiceError::NotFound)
+    }
+}
+
 /// A use case's failure, for the person who asked.
 fn told(e: Error) -> ServiceError {
     match e {
@@ -242,12 +253,7 @@ impl UserPages for Portal {
     }
 
     async fn refresh(&self, viewer: &Viewer, user_id: &str) -> Result<RefreshReply, ServiceError> {
-        let partner = self
-            .services
-            .partner(partner_id(viewer)?)
-            .await
-            .map_err(told)?
-            .ok_or(ServiceError::NotFound)?;
+        let partner = self.partner(viewer).await?;
         let answer = self
             .services
             .refresh(RefreshCommand {
@@ -591,12 +597,7 @@ impl KeyPages for Portal {
 #[async_trait::async_trait]
 impl SandboxPages for Portal {
     async fn sandbox_user(&self, viewer: &Viewer, preset: &str) -> Result<String, ServiceError> {
-        let partner = self
-            .services
-            .partner(partner_id(viewer)?)
-            .await
-            .map_err(told)?
-            .ok_or(ServiceError::NotFound)?;
+        let partner = self.partner(viewer).await?;
         let preset = Preset::named(preset);
         let user = self
             .services

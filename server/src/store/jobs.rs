@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 
-use super::{Store, StoreError, json};
+use super::{Store, StoreError, json, page_of};
 use crate::model::{ItemError, Job, JobItem, JobKind, JobStatus, from_ms, to_ms};
 
 /// A job to create: one queued item per account.
@@ -287,14 +287,7 @@ impl Store {
         .bind(i64::from(offset))
         .fetch_all(&self.read)
         .await?;
-        let more = rows.len() > limit as usize;
-        Ok((
-            rows.into_iter()
-                .take(limit as usize)
-                .filter_map(JobSummaryRow::into_summary)
-                .collect(),
-            more,
-        ))
+        Ok(page_of(rows, limit, JobSummaryRow::into_summary))
     }
 
     /// The newest job of a user that is still open.

@@ -148,6 +148,18 @@ impl Store {
 
 pub(crate) use crate::model::new_id;
 
+/// A page of rows fetched one beyond `limit` (`LIMIT limit + 1`): the first `limit`,
+/// converted, and whether more follow.
+fn page_of<R, T>(rows: Vec<R>, limit: u32, convert: impl FnMut(R) -> Option<T>) -> (Vec<T>, bool) {
+    let more = rows.len() > limit as usize;
+    let page = rows
+        .into_iter()
+        .take(limit as usize)
+        .filter_map(convert)
+        .collect();
+    (page, more)
+}
+
 /// A value as the JSON text that a bulk statement reads with `json_each`.
 fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Encoding(e.to_string()))

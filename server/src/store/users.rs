@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Store, StoreError, new_id};
+use super::{Store, StoreError, new_id, page_of};
 use crate::model::{User, UserSource, from_ms, to_ms};
 
 /// One user of a partner's users list.
@@ -131,19 +131,12 @@ impl Store {
         .bind(i64::from(offset))
         .fetch_all(&self.read)
         .await?;
-        let more = rows.len() > limit as usize;
-        Ok((
-            rows.into_iter()
-                .take(limit as usize)
-                .filter_map(|r| {
-                    Some(UserSummary {
-                        user: r.user.into_user()?,
-                        accounts: r.accounts,
-                        last_refresh: r.last_refresh.map(from_ms),
-                    })
-                })
-                .collect(),
-            more,
-        ))
+        Ok(page_of(rows, limit, |r| {
+            Some(UserSummary {
+                user: r.user.into_user()?,
+                accounts: r.accounts,
+                last_refresh: r.last_refresh.map(from_ms),
+            })
+        }))
     }
 }
