@@ -26,11 +26,15 @@ with con:
     uid = lambda n: f"00000000-0000-4000-8000-{n:012d}"
     con.executemany("INSERT INTO users (id, partner_id, source, created_at) VALUES (?, ?, 'DIRECT', ?)",
                     ((uid(n), partner, now_ms) for n in range(USERS)))
+    aid = lambda n, k: f"00000000-0000-4000-9000-{n * 3 + k:012d}"
+    # The sandbox bank's link: its account id is ours, its consent names a persona.
     con.executemany(
         "INSERT INTO accounts (id, user_id, provider_name, account_type, currency, balance, consent_status,"
-        " last_transaction_refresh_date, persona, created_at) VALUES (?, ?, 'Monzo', 'CURRENT', 'GBP', '1.00', 'ACTIVE', ?, ?, ?)",
-        ((f"00000000-0000-4000-9000-{n * 3 + k:012d}", uid(n), now_ms - 86_400_000,
-          ["salaried", "gambler", "overdraft"][k], now_ms) for n in range(USERS) for k in range(3)))
+        " last_transaction_refresh_date, bank_id, bank_account_id, bank_consent_id, created_at)"
+        " VALUES (?, ?, 'Monzo', 'CURRENT', 'GBP', '1.00', 'ACTIVE', ?, 'sandbox', ?, ?, ?)",
+        ((aid(n, k), uid(n), now_ms - 86_400_000, aid(n, k),
+          f"sbx.{['salaried', 'gambler', 'overdraft'][k]}.{partner}.{aid(n, k)}", now_ms)
+         for n in range(USERS) for k in range(3)))
 con.close()
 
 log = open(os.path.join(work, "server.log"), "w")
