@@ -9,14 +9,22 @@ use crate::model::LiveEvent;
 #[cfg(feature = "hydrate")]
 pub struct LiveStream {
     source: web_sys::EventSource,
-    // Lives as long as the stream: the browser calls it for every event.
+    // Live as long as the stream: the browser calls them for every event and every
+    // (re)connection.
     _listener: wasm_bindgen::closure::Closure<dyn Fn(web_sys::MessageEvent)>,
+    _opened: wasm_bindgen::closure::Closure<dyn Fn(wasm_bindgen::JsValue)>,
 }
 
 #[cfg(feature = "hydrate")]
 impl LiveStream {
-    /// Opens the stream; `on_event` gets every event of the partner's stream, typed.
-    pub fn open(on_event: impl Fn(LiveEvent) + 'static) -> Option<Self> {
+    /// Opens the stream; `on_event` gets every event of the partner's stream, typed, and
+    /// `on_open` runs each time the connection is (re)established — what was committed before
+    /// that moment is not sent (a new stream starts at "now"; the browser resumes a dropped
+    /// one with `Last-Event-ID`), so read the state then.
+    pub fn open(
+        on_event: impl Fn(LiveEvent) + 'static,
+        on_open: impl Fn() + 'static,
+    ) -> Option<Self> {
         use wasm_bindgen::JsCast;
         use wasm_bindgen::closure::Closure;
 
@@ -37,9 +45,12 @@ impl LiveStream {
                 listener.as_ref().unchecked_ref(),
             );
         }
+        let opened = Closure::<dyn Fn(wasm_bindgen::JsValue)>::new(move |_| on_open());
+        let _ = source.add_event_listener_with_callback("open", opened.as_ref().unchecked_ref());
         Some(Self {
             source,
             _listener: listener,
+            _opened: opened,
         })
     }
 

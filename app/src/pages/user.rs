@@ -133,7 +133,8 @@ fn apply(
 }
 
 /// Follows a job until it ends. Each event of the partner's stream about the job's
-/// accounts makes the page read the job once (no timer while events flow); the one step
+/// accounts makes the page read the job once (no timer while events flow), and so does each
+/// (re)connection of the stream, which catches what ended before it opened; the one step
 /// without an event, QUEUED → RUNNING, is looked for once a second until no account of the
 /// job is queued. The stream closes when the job ends or the island goes away.
 #[cfg(feature = "hydrate")]
@@ -207,7 +208,11 @@ fn follow(
             }
         }
     };
-    *stream.borrow_mut() = LiveStream::open(on_event);
+    let on_open = {
+        let fetch = Rc::clone(&fetch);
+        move || fetch()
+    };
+    *stream.borrow_mut() = LiveStream::open(on_event, on_open);
     let closer = send_wrapper::SendWrapper::new(Rc::clone(&stream));
     on_cleanup(move || {
         closer.borrow_mut().take();

@@ -276,3 +276,24 @@ pub struct Job {
     /// Each triggered account.
     pub accounts: Vec<JobItem>,
 }
+
+/// `{"type", "eventId", ["subscriptionId",] "timestamp", "payload"}`: the body of an event,
+/// the same for every attempt of a webhook delivery (receivers dedupe on `eventId`).
+pub fn envelope(
+    event_type: &str,
+    event_id: &str,
+    subscription_id: Option<&str>,
+    created_at: DateTime<Utc>,
+    payload: &str,
+) -> String {
+    let text = |s: &str| serde_json::Value::String(s.to_owned());
+    let subscription = subscription_id
+        .map(|s| format!(r#""subscriptionId":{},"#, text(s)))
+        .unwrap_or_default();
+    format!(
+        r#"{{"type":{},"eventId":{},{subscription}"timestamp":{},"payload":{payload}}}"#,
+        text(event_type),
+        text(event_id),
+        text(&freshet_rules::format_timestamp(created_at)),
+    )
+}

@@ -1,37 +1,18 @@
 //! The event log as partners read it: the one envelope every event travels in (server-sent
-//! events and webhook bodies alike), and a partner's events as an endless stream, woken by
-//! each commit that appends events.
+//! events and webhook bodies alike; it sits in `model` so that the deliverer shares it
+//! without depending on the use cases), and a partner's events as an endless stream, woken
+//! by each commit that appends events.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use futures_util::Stream;
 use uuid::Uuid;
 
 use super::{Error, Services};
 use crate::store::{Store, StoredEvent};
 
-/// `{"type", "eventId", ["subscriptionId",] "timestamp", "payload"}`: the body of an event,
-/// the same for every attempt of a webhook delivery (receivers dedupe on `eventId`).
-pub fn envelope(
-    event_type: &str,
-    event_id: &str,
-    subscription_id: Option<&str>,
-    created_at: DateTime<Utc>,
-    payload: &str,
-) -> String {
-    let text = |s: &str| serde_json::Value::String(s.to_owned());
-    let subscription = subscription_id
-        .map(|s| format!(r#""subscriptionId":{},"#, text(s)))
-        .unwrap_or_default();
-    format!(
-        r#"{{"type":{},"eventId":{},{subscription}"timestamp":{},"payload":{payload}}}"#,
-        text(event_type),
-        text(event_id),
-        text(&freshet_rules::format_timestamp(created_at)),
-    )
-}
+pub use crate::model::envelope;
 
 /// Where a stream starts when the client sent no `Last-Event-ID`, or a malformed one.
 #[derive(Debug, PartialEq, Eq)]
@@ -112,6 +93,7 @@ impl Services {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::DateTime;
 
     #[test]
     fn the_envelope_is_the_same_json_with_or_without_a_subscription() {

@@ -66,7 +66,7 @@ impl std::fmt::Debug for Deliverer {
 
 /// The body of a delivery: the event's envelope, with the subscription's id.
 pub fn body(d: &ClaimedDelivery) -> String {
-    crate::services::events::envelope(
+    crate::model::envelope(
         &d.event_type,
         &d.event_id,
         Some(&d.subscription_id),
