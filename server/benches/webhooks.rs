@@ -72,7 +72,8 @@ async fn setup(with_hanging: bool) -> Setup {
     store.migrate().await.unwrap();
     let clock = Arc::new(Clock::default());
     let partner = store
-        .create_partner("bench", true, clock.now())
+        .partners()
+        .create("bench", true, clock.now())
         .await
         .unwrap()
         .partner_id;
@@ -84,7 +85,8 @@ async fn setup(with_hanging: bool) -> Setup {
     }
     for url in urls {
         store
-            .create_subscription(
+            .subscriptions()
+            .create(
                 partner,
                 &url,
                 &[EVENT.to_owned()],
@@ -119,7 +121,8 @@ async fn append(s: &Setup, i: usize) -> String {
     let payload = serde_json::json!({ "jobId": uuid::Uuid::new_v4(), "userId": uuid::Uuid::new_v4(),
         "accountId": format!("acc-{i}"), "lastTransactionRefreshDate": "2026-11-26T12:00:00.000Z", "newTransactions": 3 });
     s.store
-        .append_event(s.partner, EVENT, &payload, s.clock.now())
+        .events()
+        .append(s.partner, EVENT, &payload, s.clock.now())
         .await
         .unwrap()
         .id

@@ -33,10 +33,10 @@ const USERS: [(&str, Preset); 5] = [
 pub async fn seed_if_empty(services: &Services) -> Result<Option<Demo>, StoreError> {
     let store = &services.store;
     let now = services.clock.now();
-    if store.has_partners().await? {
+    if store.partners().any().await? {
         return Ok(None);
     }
-    let partner = store.create_partner("Demo Lender", true, now).await?;
+    let partner = store.partners().create("Demo Lender", true, now).await?;
     let caller = services
         .partner(partner.partner_id)
         .await
@@ -70,7 +70,8 @@ pub async fn seed_if_empty(services: &Services) -> Result<Option<Demo>, StoreErr
     getrandom::fill(&mut bytes).map_err(|e| StoreError::Random(e.to_string()))?;
     let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     store
-        .create_portal_user(partner.partner_id, DEMO_EMAIL, &password, now)
+        .portal_users()
+        .create(partner.partner_id, DEMO_EMAIL, &password, now)
         .await
         .map_err(|e| match e {
             crate::store::PortalUserError::Store(e) => e,

@@ -44,7 +44,8 @@ async fn main() -> anyhow::Result<()> {
         }) => {
             let store = open(&db).await?;
             let created = store
-                .create_partner(&name, !marketplace_only, Clock::default().now())
+                .partners()
+                .create(&name, !marketplace_only, Clock::default().now())
                 .await
                 .context("creating the partner")?;
             println!(
@@ -60,7 +61,8 @@ async fn main() -> anyhow::Result<()> {
             let password = password.trim_end_matches(['\r', '\n']);
             let store = open(&db).await?;
             let id = store
-                .create_portal_user(partner, &email, password, Clock::default().now())
+                .portal_users()
+                .create(partner, &email, password, Clock::default().now())
                 .await?;
             println!(
                 "{}",

@@ -19,7 +19,10 @@ pub async fn run_once(
     let now = clock.now();
     let mut total = 0;
     loop {
-        let n = store.schedule_refreshes(now, now - period, 1000).await?;
+        let n = store
+            .work()
+            .schedule_refreshes(now, now - period, 1000)
+            .await?;
         total += n;
         if n < 1000 {
             return Ok(total);

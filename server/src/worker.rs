@@ -63,6 +63,7 @@ impl Worker {
         let now = self.clock.now();
         let claimed = self
             .store
+            .work()
             .claim(&self.owner, now, now + self.lease, limit)
             .await?;
         let n = claimed.len();
@@ -102,6 +103,7 @@ impl Worker {
         };
         if !self
             .store
+            .work()
             .finish(&self.owner, account, outcome, self.clock.now())
             .await?
         {

@@ -45,7 +45,7 @@ impl Services {
     pub async fn stream_start(&self, partner: Uuid, after: Option<i64>) -> Result<i64, Error> {
         match after {
             Some(seq) => Ok(seq),
-            None => Ok(self.store.last_event_seq(partner).await?),
+            None => Ok(self.store.events().last_seq(partner).await?),
         }
     }
 
@@ -69,7 +69,7 @@ impl Services {
                     return Some((event, c));
                 }
                 c.changes.mark_unchanged();
-                match c.store.events_after(c.partner, c.after, 500).await {
+                match c.store.events().after(c.partner, c.after, 500).await {
                     Ok(batch) if !batch.is_empty() => {
                         c.after = batch.last().map_or(c.after, |e| e.seq);
                         c.pending.extend(batch);

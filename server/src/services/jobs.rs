@@ -45,7 +45,8 @@ impl Services {
     pub async fn job(&self, partner: Uuid, user_id: Uuid, job_id: Uuid) -> Result<Job, Error> {
         self.user(partner, user_id).await?;
         self.store
-            .job(partner, user_id, job_id)
+            .jobs()
+            .get(partner, user_id, job_id)
             .await?
             .ok_or(Error::JobNotFound)
     }
@@ -58,19 +59,20 @@ impl Services {
         offset: u32,
         limit: u32,
     ) -> Result<(Vec<JobSummary>, bool), Error> {
-        Ok(self.store.jobs_page(partner, user, offset, limit).await?)
+        Ok(self.store.jobs().page(partner, user, offset, limit).await?)
     }
 
     /// A job with its accounts' timings and its events.
     pub async fn job_detail(&self, partner: Uuid, job_id: Uuid) -> Result<JobDetail, Error> {
         let job = self
             .store
-            .job_summary(partner, job_id)
+            .jobs()
+            .summary(partner, job_id)
             .await?
             .ok_or(Error::JobNotFound)?;
         Ok(JobDetail {
-            items: self.store.job_items(job_id).await?,
-            events: self.store.job_events(partner, job_id).await?,
+            items: self.store.jobs().items(job_id).await?,
+            events: self.store.events().of_job(partner, job_id).await?,
             job,
         })
     }
@@ -79,12 +81,13 @@ impl Services {
     pub async fn job_progress(&self, partner: Uuid, job_id: Uuid) -> Result<JobProgress, Error> {
         let job = self
             .store
-            .job_summary(partner, job_id)
+            .jobs()
+            .summary(partner, job_id)
             .await?
             .ok_or(Error::JobNotFound)?;
-        let items = self.store.job_items(job_id).await?;
+        let items = self.store.jobs().items(job_id).await?;
         let accounts = self.accounts(partner, job.user_id).await?;
-        let counts = self.store.transaction_counts(job.user_id).await?;
+        let counts = self.store.transactions().counts(job.user_id).await?;
         Ok(JobProgress {
             items: items
                 .into_iter()

@@ -147,7 +147,7 @@ impl Services {
 
     /// A partner by its id.
     pub async fn partner(&self, id: uuid::Uuid) -> Result<Option<Partner>, Error> {
-        Ok(self.store.partner_by_id(id).await?)
+        Ok(self.store.partners().by_id(id).await?)
     }
 }
 
@@ -164,7 +164,7 @@ impl PartnerCache {
         if let Some(p) = self.by_hash.read().ok().and_then(|m| m.get(&hash).cloned()) {
             return Ok(Some(p));
         }
-        let partner = store.partner_by_key(key).await?;
+        let partner = store.partners().by_key(key).await?;
         if let (Some(p), Ok(mut m)) = (&partner, self.by_hash.write()) {
             m.insert(hash, p.clone());
         }

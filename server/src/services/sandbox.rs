@@ -223,7 +223,8 @@ impl Services {
         self.sandbox_only()?;
         Ok(self
             .store
-            .create_user(partner, source, external_reference, self.clock.now())
+            .users()
+            .create(partner, source, external_reference, self.clock.now())
             .await?)
     }
 
@@ -249,7 +250,8 @@ impl Services {
             .map(|(i, a)| new_account(i, a, partner, seed.wrapping_add(i as u64)))
             .collect::<Result<Vec<_>, _>>()?;
         self.store
-            .connect_accounts(partner, user_id, &accounts, initial_fetch, self.clock.now())
+            .accounts()
+            .connect(partner, user_id, &accounts, initial_fetch, self.clock.now())
             .await?
             .ok_or(Error::UserNotFound)
     }
@@ -284,7 +286,7 @@ impl Services {
         }
         let scope = match fault.account_id {
             Some(account) => {
-                if !self.store.account_of_partner(partner, account).await? {
+                if !self.store.accounts().is_partners(partner, account).await? {
                     return Err(Error::AccountNotFound(
                         "the accountId does not exist for this partner",
                     ));

@@ -66,26 +66,40 @@ impl Services {
         if self.sign_ins.recent(&key, Instant::now()) >= MAX_FAILURES {
             return Ok(SignIn::Throttled);
         }
-        let Some(user) = self.store.authenticate(email, password).await? else {
+        let Some(user) = self
+            .store
+            .portal_users()
+            .authenticate(email, password)
+            .await?
+        else {
             self.sign_ins.failed(&key, Instant::now());
             return Ok(SignIn::Refused);
         };
         self.sign_ins.succeeded(&key);
         let token = self
             .store
-            .create_session(user, TTL, self.clock.now())
+            .portal_users()
+            .open_session(user, TTL, self.clock.now())
             .await?;
         Ok(SignIn::Session(token))
     }
 
     /// Who holds this session token, if it is valid now.
     pub async fn session(&self, token: &str) -> Result<Option<SessionUser>, Error> {
-        Ok(self.store.session(token, self.clock.now()).await?)
+        Ok(self
+            .store
+            .portal_users()
+            .session(token, self.clock.now())
+            .await?)
     }
 
     /// Ends a session.
     pub async fn sign_out(&self, token: &str) -> Result<(), Error> {
-        Ok(self.store.end_session(token, self.clock.now()).await?)
+        Ok(self
+            .store
+            .portal_users()
+            .end_session(token, self.clock.now())
+            .await?)
     }
 }
 

@@ -42,7 +42,8 @@ impl Services {
         }
         Ok(self
             .store
-            .create_user(
+            .users()
+            .create(
                 partner.id,
                 UserSource::Direct,
                 external_reference,
@@ -54,7 +55,8 @@ impl Services {
     /// One of the partner's users.
     pub async fn user(&self, partner: Uuid, user_id: Uuid) -> Result<User, Error> {
         self.store
-            .user(partner, user_id)
+            .users()
+            .get(partner, user_id)
             .await?
             .ok_or(Error::UserNotFound)
     }
@@ -62,7 +64,8 @@ impl Services {
     /// The user's connected accounts, by id.
     pub async fn accounts(&self, partner: Uuid, user_id: Uuid) -> Result<Vec<Account>, Error> {
         self.store
-            .accounts(partner, user_id)
+            .accounts()
+            .of_user(partner, user_id)
             .await?
             .ok_or(Error::UserNotFound)
     }
@@ -75,7 +78,8 @@ impl Services {
         filter: &TransactionFilter,
     ) -> Result<TransactionPage, Error> {
         self.store
-            .transactions(partner, user_id, filter)
+            .transactions()
+            .page(partner, user_id, filter)
             .await?
             .ok_or(Error::UserNotFound)
     }
@@ -90,7 +94,8 @@ impl Services {
     ) -> Result<TransactionPage, Error> {
         if !self
             .store
-            .account_belongs(partner, user_id, account_id)
+            .accounts()
+            .is_users(partner, user_id, account_id)
             .await?
         {
             self.user(partner, user_id).await?;
@@ -113,15 +118,19 @@ impl Services {
         offset: u32,
         limit: u32,
     ) -> Result<(Vec<UserSummary>, bool), Error> {
-        Ok(self.store.users_page(partner, query, offset, limit).await?)
+        Ok(self
+            .store
+            .users()
+            .page(partner, query, offset, limit)
+            .await?)
     }
 
     /// The user with accounts, transaction counts and a refresh still open.
     pub async fn user_detail(&self, partner: Uuid, user_id: Uuid) -> Result<UserDetail, Error> {
         let user = self.user(partner, user_id).await?;
         let accounts = self.accounts(partner, user_id).await?;
-        let counts = self.store.transaction_counts(user_id).await?;
-        let open_job = match self.store.open_job_of(partner, user_id).await? {
+        let counts = self.store.transactions().counts(user_id).await?;
+        let open_job = match self.store.jobs().open_of(partner, user_id).await? {
             Some(job) => Some(self.job_progress(partner, job).await?),
             None => None,
         };

@@ -91,7 +91,8 @@ impl Services {
         let secret = new_secret()?;
         let subscription = self
             .store
-            .create_subscription(partner, &url, &types, secret.expose(), self.clock.now())
+            .subscriptions()
+            .create(partner, &url, &types, secret.expose(), self.clock.now())
             .await?;
         Ok(WithSecret {
             subscription,
@@ -101,13 +102,18 @@ impl Services {
 
     /// The partner's subscriptions (without secrets), oldest first.
     pub async fn subscriptions(&self, partner: Uuid) -> Result<Vec<Subscription>, Error> {
-        Ok(self.store.subscriptions(partner, self.clock.now()).await?)
+        Ok(self
+            .store
+            .subscriptions()
+            .list(partner, self.clock.now())
+            .await?)
     }
 
     /// One subscription.
     pub async fn subscription(&self, partner: Uuid, id: Uuid) -> Result<Subscription, Error> {
         self.store
-            .subscription(partner, id, self.clock.now())
+            .subscriptions()
+            .get(partner, id, self.clock.now())
             .await?
             .ok_or(Error::SubscriptionNotFound)
     }
@@ -129,7 +135,8 @@ impl Services {
         };
         let updated = self
             .store
-            .update_subscription(partner, id, &change, self.clock.now())
+            .subscriptions()
+            .update(partner, id, &change, self.clock.now())
             .await?
             .ok_or(Error::SubscriptionNotFound)?;
         if change.paused == Some(false) {
@@ -141,7 +148,7 @@ impl Services {
 
     /// Deletes a subscription with its deliveries and attempt log.
     pub async fn delete_subscription(&self, partner: Uuid, id: Uuid) -> Result<(), Error> {
-        if self.store.delete_subscription(partner, id).await? {
+        if self.store.subscriptions().delete(partner, id).await? {
             Ok(())
         } else {
             Err(Error::SubscriptionNotFound)
@@ -153,6 +160,7 @@ impl Services {
         let secret = new_secret()?;
         let subscription = self
             .store
+            .subscriptions()
             .rotate_secret(
                 partner,
                 id,
@@ -174,7 +182,8 @@ impl Services {
         let event_id = Uuid::new_v4().to_string();
         let queued = self
             .store
-            .enqueue_test_event(
+            .deliveries()
+            .enqueue_test(
                 partner,
                 id,
                 &event_id,
@@ -201,7 +210,8 @@ impl Services {
         limit: u32,
     ) -> Result<(Vec<Attempt>, Option<String>), Error> {
         self.store
-            .attempts(partner, id, event_id, cursor, limit)
+            .attempts()
+            .page(partner, id, event_id, cursor, limit)
             .await?
             .ok_or(Error::SubscriptionNotFound)
     }
@@ -213,13 +223,14 @@ impl Services {
         id: Uuid,
         since: DateTime<Utc>,
     ) -> Result<Vec<AttemptPoint>, Error> {
-        Ok(self.store.attempt_points(partner, id, since).await?)
+        Ok(self.store.attempts().points(partner, id, since).await?)
     }
 
     /// Queues one event again at once, whatever became of it.
     pub async fn redeliver(&self, partner: Uuid, id: Uuid, event_id: &str) -> Result<(), Error> {
         match self
             .store
+            .deliveries()
             .redeliver(partner, id, event_id, self.clock.now())
             .await?
         {
@@ -241,6 +252,7 @@ impl Services {
     ) -> Result<u64, Error> {
         let recovered = self
             .store
+            .deliveries()
             .recover(partner, id, since, self.clock.now())
             .await?
             .ok_or(Error::SubscriptionNotFound)?;

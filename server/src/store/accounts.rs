@@ -6,7 +6,7 @@ use freshet_rules::ConsentStatus;
 use uuid::Uuid;
 
 use super::jobs::{self, NewJob};
-use super::{Store, StoreError, new_id};
+use super::{Accounts, StoreError, new_id};
 use crate::bank::FetchedTransaction;
 use crate::model::{Account, JobKind, from_ms, to_ms};
 
@@ -92,9 +92,9 @@ fn consent_text(status: ConsentStatus) -> &'static str {
     }
 }
 
-impl Store {
+impl Accounts<'_> {
     /// The user's accounts by id, or `None` when the user is not `partner`'s.
-    pub async fn accounts(
+    pub async fn of_user(
         &self,
         partner: Uuid,
         user_id: Uuid,
@@ -121,7 +121,7 @@ impl Store {
     /// Connects `accounts` to the user in one transaction, in the given order (with
     /// `initial_fetch`, also queues their first fetch); `None` when the user is not
     /// `partner`'s (and nothing is written).
-    pub async fn connect_accounts(
+    pub async fn connect(
         &self,
         partner: Uuid,
         user_id: Uuid,
@@ -192,11 +192,7 @@ impl Store {
     }
 
     /// Whether the account belongs to one of `partner`'s users.
-    pub async fn account_of_partner(
-        &self,
-        partner: Uuid,
-        account_id: Uuid,
-    ) -> Result<bool, StoreError> {
+    pub async fn is_partners(&self, partner: Uuid, account_id: Uuid) -> Result<bool, StoreError> {
         let row: Option<(i64,)> = sqlx::query_as(
             "SELECT 1 FROM accounts a JOIN users u ON u.id = a.user_id WHERE a.id = ?1 AND u.partner_id = ?2",
         )
@@ -208,7 +204,7 @@ impl Store {
     }
 
     /// Whether the account is the user's (and the user `partner`'s).
-    pub async fn account_belongs(
+    pub async fn is_users(
         &self,
         partner: Uuid,
         user_id: Uuid,

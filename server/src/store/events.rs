@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Store, StoreError};
+use super::{Events, StoreError};
 use crate::model::{from_ms, to_ms};
 
 #[derive(sqlx::FromRow)]
@@ -54,12 +54,12 @@ pub struct StoredEvent {
     pub created_at: DateTime<Utc>,
 }
 
-impl Store {
+impl Events<'_> {
     /// Appends one event in a transaction of its own (its webhook deliveries are created in
     /// the same commit, by the fan-out trigger) and wakes the streams and the deliverer.
     /// The engine appends its events inside its own transactions; this is for events
     /// that stand alone.
-    pub async fn append_event(
+    pub async fn append(
         &self,
         partner: Uuid,
         event_type: &str,
@@ -89,7 +89,7 @@ impl Store {
     }
 
     /// The position of `partner`'s newest event (0 when none): where a new stream starts.
-    pub async fn last_event_seq(&self, partner: Uuid) -> Result<i64, StoreError> {
+    pub async fn last_seq(&self, partner: Uuid) -> Result<i64, StoreError> {
         let (seq,): (Option<i64>,) =
             sqlx::query_as("SELECT MAX(seq) FROM events WHERE partner_id = ?1")
                 .bind(partner.to_string())
@@ -99,7 +99,7 @@ impl Store {
     }
 
     /// `partner`'s events after position `after`, oldest first, at most `limit`.
-    pub async fn events_after(
+    pub async fn after(
         &self,
         partner: Uuid,
         after: i64,
@@ -117,7 +117,7 @@ impl Store {
     }
 
     /// The events of one of `partner`'s jobs, in commit order, with their deliveries.
-    pub async fn job_events(&self, partner: Uuid, job: Uuid) -> Result<Vec<JobEvent>, StoreError> {
+    pub async fn of_job(&self, partner: Uuid, job: Uuid) -> Result<Vec<JobEvent>, StoreError> {
         let rows: Vec<EventRow> = sqlx::query_as(
             "SELECT seq, id, type, payload, created_at FROM events
              WHERE partner_id = ?1 AND json_extract(payload, '$.jobId') = ?2 ORDER BY seq",

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 
-use super::{Store, StoreError, json, page_of};
+use super::{Jobs, StoreError, json, page_of};
 use crate::model::{ItemError, Job, JobItem, JobKind, JobStatus, from_ms, to_ms};
 
 /// A job to create: one queued item per account.
@@ -187,15 +187,15 @@ pub(super) async fn insert_and_commit(
     insert_jobs(conn, jobs, now, true).await
 }
 
-impl Store {
+impl Jobs<'_> {
     /// The job, if it is the user's and the user `partner`'s.
-    pub async fn job(
+    pub async fn get(
         &self,
         partner: Uuid,
         user_id: Uuid,
         job_id: Uuid,
     ) -> Result<Option<Job>, StoreError> {
-        let Some(summary) = self.job_summary(partner, job_id).await? else {
+        let Some(summary) = self.summary(partner, job_id).await? else {
             return Ok(None);
         };
         if summary.user_id != user_id {
@@ -237,7 +237,7 @@ impl Store {
     }
 
     /// One of `partner`'s jobs, as lists show it.
-    pub async fn job_summary(
+    pub async fn summary(
         &self,
         partner: Uuid,
         job_id: Uuid,
@@ -252,7 +252,7 @@ impl Store {
     }
 
     /// The accounts of a job with their timings, by account id.
-    pub async fn job_items(&self, job_id: Uuid) -> Result<Vec<ItemTimings>, StoreError> {
+    pub async fn items(&self, job_id: Uuid) -> Result<Vec<ItemTimings>, StoreError> {
         Ok(self
             .item_rows(job_id)
             .await?
@@ -270,7 +270,7 @@ impl Store {
     }
 
     /// A page of `partner`'s jobs (optionally one user's), newest first; and whether there is more.
-    pub async fn jobs_page(
+    pub async fn page(
         &self,
         partner: Uuid,
         user: Option<Uuid>,
@@ -291,7 +291,7 @@ impl Store {
     }
 
     /// The newest job of a user that is still open.
-    pub async fn open_job_of(&self, partner: Uuid, user: Uuid) -> Result<Option<Uuid>, StoreError> {
+    pub async fn open_of(&self, partner: Uuid, user: Uuid) -> Result<Option<Uuid>, StoreError> {
         let row: Option<(String,)> = sqlx::query_as(
             "SELECT id FROM refresh_jobs WHERE partner_id = ?1 AND user_id = ?2 AND status IN ('QUEUED', 'RUNNING')
              ORDER BY created_at DESC LIMIT 1",

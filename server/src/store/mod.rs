@@ -1,8 +1,9 @@
-//! All of freshet's SQL, behind one narrow interface (`Store`), one module per aggregate
-//! (partners and keys, portal users and sessions, users, accounts, transactions, jobs, the
-//! refresh decision's transaction, the work queue, events, webhooks), so that PostgreSQL
-//! can come later as a second implementation. Rows decode into named structs. Nothing
-//! outside this module speaks SQL. SQLite here: one file, WAL, `synchronous=FULL`
+//! All of freshet's SQL, one module and one handle per aggregate (`store.partners()`,
+//! `.portal_users()`, `.users()`, `.accounts()`, `.transactions()`, `.jobs()`, `.work()`,
+//! `.events()`, `.subscriptions()`, `.deliveries()`, `.attempts()`; the refresh decision's
+//! transaction is [`RefreshWriter`]), so that PostgreSQL can come later as a second
+//! implementation, aggregate by aggregate. Rows decode into named structs. Nothing outside
+//! this module speaks SQL. SQLite here: one file, WAL, `synchronous=FULL`
 //! (a 201 is only sent after its job is on disk), foreign keys on.
 //!
 //! Two pools: a single write connection (SQLite has one writer; queueing in our pool
@@ -67,6 +68,60 @@ pub struct Store {
     events_appended: Arc<tokio::sync::watch::Sender<u64>>,
     /// Signalled when deliveries become due by a partner's hand (test, redeliver, resume).
     deliveries_wanted: Arc<tokio::sync::Notify>,
+}
+
+/// Declares the store's aggregates: a borrowed handle type each, and the `Store` method that
+/// hands it out. Each handle's queries live in the aggregate's module; a handle derefs to
+/// the `Store` for its pools.
+macro_rules! aggregates {
+    ($($(#[$doc:meta])* $handle:ident => $accessor:ident),+ $(,)?) => {
+        $(
+            $(#[$doc])*
+            #[derive(Clone, Copy, Debug)]
+            pub struct $handle<'a>(&'a Store);
+
+            impl std::ops::Deref for $handle<'_> {
+                type Target = Store;
+                fn deref(&self) -> &Store {
+                    self.0
+                }
+            }
+        )+
+
+        impl Store {
+            $(
+                $(#[$doc])*
+                pub fn $accessor(&self) -> $handle<'_> {
+                    $handle(self)
+                }
+            )+
+        }
+    };
+}
+
+aggregates! {
+    /// Partners and their API keys.
+    Partners => partners,
+    /// Portal users and their sessions.
+    PortalUsers => portal_users,
+    /// A partner's users.
+    Users => users,
+    /// Connected accounts.
+    Accounts => accounts,
+    /// Stored transactions.
+    Transactions => transactions,
+    /// Refresh jobs and their items.
+    Jobs => jobs,
+    /// The refresh work queue: claims and endings of job items, scheduled jobs.
+    WorkQueue => work,
+    /// The event log.
+    Events => events,
+    /// Webhook subscriptions.
+    Subscriptions => subscriptions,
+    /// The webhook delivery queue.
+    Deliveries => deliveries,
+    /// The webhook attempt log.
+    Attempts => attempts,
 }
 
 /// The embedded migrations of `server/migrations`.

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 
-use super::{Store, StoreError, new_id};
+use super::{Partners, StoreError, new_id};
 use crate::model::{Partner, from_ms, to_ms};
 
 /// A partner just created, with its first API key in clear (shown once, stored hashed).
@@ -91,9 +91,9 @@ async fn insert_key(
     Ok(key)
 }
 
-impl Store {
+impl Partners<'_> {
     /// Creates a partner and its first API key.
-    pub async fn create_partner(
+    pub async fn create(
         &self,
         name: &str,
         direct_enabled: bool,
@@ -119,7 +119,7 @@ impl Store {
     }
 
     /// The partner holding this (unrevoked) key.
-    pub async fn partner_by_key(&self, key: &str) -> Result<Option<Partner>, StoreError> {
+    pub async fn by_key(&self, key: &str) -> Result<Option<Partner>, StoreError> {
         let row: Option<PartnerRow> = sqlx::query_as(
             "SELECT p.id, p.name, p.direct_enabled FROM api_keys k JOIN partners p ON p.id = k.partner_id
              WHERE k.key_hash = ?1 AND k.revoked_at IS NULL",
@@ -131,7 +131,7 @@ impl Store {
     }
 
     /// A partner by its id.
-    pub async fn partner_by_id(&self, id: Uuid) -> Result<Option<Partner>, StoreError> {
+    pub async fn by_id(&self, id: Uuid) -> Result<Option<Partner>, StoreError> {
         let row: Option<PartnerRow> =
             sqlx::query_as("SELECT id, name, direct_enabled FROM partners WHERE id = ?1")
                 .bind(id.to_string())
@@ -141,7 +141,7 @@ impl Store {
     }
 
     /// Whether any partner exists (the demo seeds only an empty database).
-    pub async fn has_partners(&self) -> Result<bool, StoreError> {
+    pub async fn any(&self) -> Result<bool, StoreError> {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM partners")
             .fetch_one(&self.read)
             .await?;
@@ -149,7 +149,7 @@ impl Store {
     }
 
     /// `partner`'s API keys, newest first.
-    pub async fn api_keys(&self, partner: Uuid) -> Result<Vec<ApiKey>, StoreError> {
+    pub async fn keys(&self, partner: Uuid) -> Result<Vec<ApiKey>, StoreError> {
         let rows: Vec<ApiKeyRow> = sqlx::query_as(
             "SELECT id, prefix, created_at, revoked_at FROM api_keys WHERE partner_id = ?1 ORDER BY created_at DESC, id DESC",
         )
@@ -168,7 +168,7 @@ impl Store {
     }
 
     /// A new API key for `partner`; the key itself is returned once, only its hash is kept.
-    pub async fn create_api_key(
+    pub async fn create_key(
         &self,
         partner: Uuid,
         now: DateTime<Utc>,
@@ -178,7 +178,7 @@ impl Store {
     }
 
     /// Revokes one of `partner`'s keys; whether it was there and active.
-    pub async fn revoke_api_key(
+    pub async fn revoke_key(
         &self,
         partner: Uuid,
         id: &str,

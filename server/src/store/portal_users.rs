@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{Store, StoreError, new_id};
+use super::{PortalUsers, StoreError, new_id};
 use crate::model::to_ms;
 
 /// A signed-in portal user.
@@ -86,9 +86,9 @@ fn hash(password: &str) -> Result<String, StoreError> {
         .to_string())
 }
 
-impl Store {
+impl PortalUsers<'_> {
     /// Creates a portal user of `partner`.
-    pub async fn create_portal_user(
+    pub async fn create(
         &self,
         partner: Uuid,
         email: &str,
@@ -138,7 +138,7 @@ impl Store {
     }
 }
 
-impl Store {
+impl PortalUsers<'_> {
     /// The portal user with this email and password.
     pub async fn authenticate(
         &self,
@@ -162,7 +162,7 @@ impl Store {
     }
 
     /// Opens a session for `user` until `now + ttl`; returns the cookie's token.
-    pub async fn create_session(
+    pub async fn open_session(
         &self,
         user: Uuid,
         ttl: TimeDelta,

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, SqliteConnection};
 use uuid::Uuid;
 
-use super::{Store, StoreError, json, new_id};
+use super::{StoreError, Transactions, json, new_id};
 use crate::bank::FetchedTransaction;
 use crate::model::{Transaction, from_ms, to_ms};
 
@@ -107,9 +107,9 @@ pub(super) async fn insert(
     Ok(inserted.rows_affected())
 }
 
-impl Store {
+impl Transactions<'_> {
     /// A page of the user's transactions; `None` when the user is not `partner`'s.
-    pub async fn transactions(
+    pub async fn page(
         &self,
         partner: Uuid,
         user_id: Uuid,
@@ -163,7 +163,7 @@ impl Store {
     }
 
     /// Stored transactions per account of one user.
-    pub async fn transaction_counts(&self, user: Uuid) -> Result<Vec<(String, i64)>, StoreError> {
+    pub async fn counts(&self, user: Uuid) -> Result<Vec<(String, i64)>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT account_id, COUNT(*) FROM transactions WHERE user_id = ?1 GROUP BY account_id",
         )

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Store, StoreError, new_id, page_of};
+use super::{StoreError, Users, new_id, page_of};
 use crate::model::{User, UserSource, from_ms, to_ms};
 
 /// One user of a partner's users list.
@@ -61,9 +61,9 @@ pub(super) async fn owned_by(
     Ok(row.is_some())
 }
 
-impl Store {
+impl Users<'_> {
     /// Creates a user of `partner`.
-    pub async fn create_user(
+    pub async fn create(
         &self,
         partner: Uuid,
         source: UserSource,
@@ -88,7 +88,7 @@ impl Store {
     }
 
     /// The user, if it exists and belongs to `partner`.
-    pub async fn user(&self, partner: Uuid, user_id: Uuid) -> Result<Option<User>, StoreError> {
+    pub async fn get(&self, partner: Uuid, user_id: Uuid) -> Result<Option<User>, StoreError> {
         let row: Option<UserRow> = sqlx::query_as(
             "SELECT id, source, external_reference, created_at FROM users WHERE id = ?1 AND partner_id = ?2",
         )
@@ -101,7 +101,7 @@ impl Store {
 
     /// A page of `partner`'s users, newest first, whose id or external reference contains
     /// `query`; and whether there is a next page.
-    pub async fn users_page(
+    pub async fn page(
         &self,
         partner: Uuid,
         query: &str,

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::accounts::AccountAtBank;
 use super::jobs::{self, NewJob};
-use super::{Store, StoreError, new_id};
+use super::{StoreError, WorkQueue, new_id};
 use crate::model::{JobKind, from_ms, to_ms};
 
 /// An account whose open job items a worker now holds.
@@ -93,7 +93,7 @@ fn event(
     )
 }
 
-impl Store {
+impl WorkQueue<'_> {
     /// Claims up to `limit` accounts that have a job item waiting (or a lease that ran out),
     /// for `owner` until `lease_until`. Every open item of a claimed account is taken: one
     /// fetch ends them all, so an account in two jobs is not fetched twice.

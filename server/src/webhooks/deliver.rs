@@ -156,7 +156,8 @@ impl Deliverer {
         let now = self.clock.now();
         let claimed = self
             .store
-            .claim_deliveries(
+            .deliveries()
+            .claim(
                 &self.owner,
                 now,
                 now + self.config.lease,
@@ -169,7 +170,8 @@ impl Deliverer {
         let records =
             futures_util::future::join_all(claimed.into_iter().map(|d| self.attempt(d))).await;
         self.store
-            .record_attempts(&self.owner, &records, self.clock.now())
+            .deliveries()
+            .record(&self.owner, &records, self.clock.now())
             .await?;
         Ok(n)
     }
@@ -191,7 +193,8 @@ impl Deliverer {
                 let now = self.clock.now();
                 match self
                     .store
-                    .claim_deliveries(
+                    .deliveries()
+                    .claim(
                         &self.owner,
                         now,
                         now + self.config.lease,
@@ -238,7 +241,8 @@ impl Deliverer {
             // at least once, never lost.
             if let Err(e) = self
                 .store
-                .record_attempts(&self.owner, &records, self.clock.now())
+                .deliveries()
+                .record(&self.owner, &records, self.clock.now())
                 .await
             {
                 tracing::error!(error = %e, "recording webhook attempts failed; they will be retried");

@@ -133,11 +133,7 @@ async fn events_older_than_seven_days_go_with_their_ended_deliveries_and_nothing
     use chrono::TimeDelta;
     let app = crate::harness::TestApp::insecure_webhooks().await;
     let key = app.partner(true).await;
-    let partner = server::store::Store::partner_by_key(&app.store, &key)
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let partner = app.store.partners().by_key(&key).await.unwrap().unwrap().id;
     let sub = app
         .post(
             "/v1/webhooks/subscriptions",
@@ -152,17 +148,20 @@ async fn events_older_than_seven_days_go_with_their_ended_deliveries_and_nothing
     let kind = "v1.account_transactions.on_demand_refresh.succeeded";
     let ended = app
         .store
-        .append_event(partner, kind, &payload, old)
+        .events()
+        .append(partner, kind, &payload, old)
         .await
         .unwrap();
     let retrying = app
         .store
-        .append_event(partner, kind, &payload, old)
+        .events()
+        .append(partner, kind, &payload, old)
         .await
         .unwrap();
     let recent = app
         .store
-        .append_event(partner, kind, &payload, noon - TimeDelta::days(6))
+        .events()
+        .append(partner, kind, &payload, noon - TimeDelta::days(6))
         .await
         .unwrap();
     sqlx::query("UPDATE webhook_deliveries SET status = 'SUCCEEDED', next_attempt_at = NULL WHERE event_id = ?1")

@@ -131,7 +131,8 @@ impl TestApp {
     /// Creates a partner through the store (as `freshet partner create` does); returns its key.
     pub async fn partner(&self, direct: bool) -> String {
         self.store
-            .create_partner("Test partner", direct, noon())
+            .partners()
+            .create("Test partner", direct, noon())
             .await
             .unwrap()
             .api_key

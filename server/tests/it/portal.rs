@@ -65,11 +65,13 @@ async fn sign_in(app: &TestApp, email: &str, password: &str) -> Page {
 async fn staff(app: &TestApp, email: &str) -> (String, String) {
     let created = app
         .store
-        .create_partner("Acme", true, noon())
+        .partners()
+        .create("Acme", true, noon())
         .await
         .unwrap();
     app.store
-        .create_portal_user(created.partner_id, email, "correct horse battery", noon())
+        .portal_users()
+        .create(created.partner_id, email, "correct horse battery", noon())
         .await
         .unwrap();
     let page = sign_in(app, email, "correct horse battery").await;
@@ -125,11 +127,13 @@ async fn signing_in_sets_an_httponly_samesite_cookie_and_a_wrong_password_does_n
     let app = TestApp::new().await;
     let created = app
         .store
-        .create_partner("Acme", true, noon())
+        .partners()
+        .create("Acme", true, noon())
         .await
         .unwrap();
     app.store
-        .create_portal_user(
+        .portal_users()
+        .create(
             created.partner_id,
             "ops@acme.example",
             "correct horse battery",
@@ -190,11 +194,13 @@ async fn repeated_wrong_passwords_are_throttled_even_when_the_next_one_is_right(
     let app = TestApp::new().await;
     let created = app
         .store
-        .create_partner("Acme", true, noon())
+        .partners()
+        .create("Acme", true, noon())
         .await
         .unwrap();
     app.store
-        .create_portal_user(
+        .portal_users()
+        .create(
             created.partner_id,
             "ops@acme.example",
             "correct horse battery",

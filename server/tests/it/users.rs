@@ -222,17 +222,20 @@ async fn portal_users_have_unique_emails_whatever_their_case_and_real_passwords(
     let app = TestApp::new().await;
     let partner = app
         .store
-        .create_partner("P", true, noon())
+        .partners()
+        .create("P", true, noon())
         .await
         .unwrap()
         .partner_id;
     app.store
-        .create_portal_user(partner, "Ann@Example.com", "correct horse battery", noon())
+        .portal_users()
+        .create(partner, "Ann@Example.com", "correct horse battery", noon())
         .await
         .unwrap();
     let again = app
         .store
-        .create_portal_user(partner, "ann@example.com", "another long password", noon())
+        .portal_users()
+        .create(partner, "ann@example.com", "another long password", noon())
         .await;
     assert!(
         matches!(again, Err(PortalUserError::EmailTaken(_))),
@@ -240,7 +243,8 @@ async fn portal_users_have_unique_emails_whatever_their_case_and_real_passwords(
     );
     let weak = app
         .store
-        .create_portal_user(partner, "bo@example.com", "short", noon())
+        .portal_users()
+        .create(partner, "bo@example.com", "short", noon())
         .await;
     assert!(
         matches!(weak, Err(PortalUserError::WeakPassword)),
@@ -248,7 +252,8 @@ async fn portal_users_have_unique_emails_whatever_their_case_and_real_passwords(
     );
     let nobody = app
         .store
-        .create_portal_user(
+        .portal_users()
+        .create(
             uuid::Uuid::new_v4(),
             "cy@example.com",
             "long enough password",

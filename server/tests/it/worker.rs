@@ -263,6 +263,7 @@ async fn a_stale_lease_owner_cannot_end_an_item_another_worker_took() {
     let now = app.clock.now();
     let taken = app
         .store
+        .work()
         .claim(first.owner(), now, now + first.lease, 10)
         .await
         .unwrap();
@@ -273,6 +274,7 @@ async fn a_stale_lease_owner_cannot_end_an_item_another_worker_took() {
     assert_eq!(app.count("events").await, 1);
     let late = app
         .store
+        .work()
         .finish(
             first.owner(),
             &taken[0],
@@ -301,6 +303,7 @@ async fn an_account_triggered_again_while_its_fetch_runs_is_fetched_once_for_bot
     let now = app.clock.now();
     let taken = app
         .store
+        .work()
         .claim(w.owner(), now, now + w.lease, 10)
         .await
         .unwrap();
@@ -318,6 +321,7 @@ async fn an_account_triggered_again_while_its_fetch_runs_is_fetched_once_for_bot
     let second = second.body["jobId"].as_str().unwrap().to_owned();
     let ended = app
         .store
+        .work()
         .finish(
             w.owner(),
             &taken[0],

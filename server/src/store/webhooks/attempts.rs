@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::super::{Store, StoreError};
+use super::super::{Attempts, StoreError};
 use super::owns;
 use crate::model::webhooks::{Attempt, AttemptOutcome, DeliveryStatus};
 use crate::model::{from_ms, to_ms};
@@ -94,11 +94,11 @@ impl AttemptRow {
     }
 }
 
-impl Store {
+impl Attempts<'_> {
     /// The attempt log of one of `partner`'s subscriptions, newest first, optionally of one
     /// event; `None` when the subscription is not `partner`'s. Returns the page and the
     /// cursor of the next one.
-    pub async fn attempts(
+    pub async fn page(
         &self,
         partner: Uuid,
         id: Uuid,
@@ -138,7 +138,7 @@ impl Store {
     }
 
     /// The attempts of one subscription since `since`, for the latency chart.
-    pub async fn attempt_points(
+    pub async fn points(
         &self,
         partner: Uuid,
         subscription: Uuid,

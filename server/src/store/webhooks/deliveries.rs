@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::super::{Store, StoreError, json};
+use super::super::{Deliveries, StoreError, json};
 use super::{AttemptRecord, ClaimedDelivery, owns};
 use crate::model::{from_ms, to_ms};
 
@@ -30,10 +30,10 @@ struct TargetRow {
     previous_secret_expires_at: Option<i64>,
 }
 
-impl Store {
+impl Deliveries<'_> {
     /// Queues a delivery of an event that is not in the event log (a test event); whether
     /// the subscription is `partner`'s.
-    pub async fn enqueue_test_event(
+    pub async fn enqueue_test(
         &self,
         partner: Uuid,
         id: Uuid,
@@ -64,7 +64,7 @@ impl Store {
     /// so that a slow receiver cannot take every slot. Each claim holds until `lease_until`;
     /// its attempt is logged as `IN_PROGRESS` now, so that one cut off by a crash stays
     /// accounted for.
-    pub async fn claim_deliveries(
+    pub async fn claim(
         &self,
         owner: &str,
         now: DateTime<Utc>,
@@ -179,7 +179,7 @@ impl Store {
     /// Records how attempts ended, all in one transaction: the attempt rows, their
     /// deliveries (only where `owner` still holds the claim), and the subscriptions a 410
     /// disables (whose waiting deliveries then fail).
-    pub async fn record_attempts(
+    pub async fn record(
         &self,
         owner: &str,
         records: &[AttemptRecord],

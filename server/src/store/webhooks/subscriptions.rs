@@ -3,7 +3,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
-use super::super::{Store, StoreError, json, new_id};
+use super::super::{StoreError, Subscriptions, json, new_id};
 use super::{SubscriptionChange, owns};
 use crate::model::webhooks::{Subscription, SubscriptionStatus};
 use crate::model::{from_ms, to_ms};
@@ -47,9 +47,9 @@ impl SubscriptionRow {
     }
 }
 
-impl Store {
+impl Subscriptions<'_> {
     /// Creates a subscription of `partner`.
-    pub async fn create_subscription(
+    pub async fn create(
         &self,
         partner: Uuid,
         target_url: &str,
@@ -83,7 +83,7 @@ impl Store {
     }
 
     /// `partner`'s subscriptions, oldest first.
-    pub async fn subscriptions(
+    pub async fn list(
         &self,
         partner: Uuid,
         now: DateTime<Utc>,
@@ -101,7 +101,7 @@ impl Store {
     }
 
     /// One of `partner`'s subscriptions.
-    pub async fn subscription(
+    pub async fn get(
         &self,
         partner: Uuid,
         id: Uuid,
@@ -118,7 +118,7 @@ impl Store {
     }
 
     /// Applies `change`; `None` when the subscription is not `partner`'s.
-    pub async fn update_subscription(
+    pub async fn update(
         &self,
         partner: Uuid,
         id: Uuid,
@@ -149,7 +149,7 @@ impl Store {
     }
 
     /// Deletes a subscription with its deliveries and attempts; whether it existed.
-    pub async fn delete_subscription(&self, partner: Uuid, id: Uuid) -> Result<bool, StoreError> {
+    pub async fn delete(&self, partner: Uuid, id: Uuid) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         if !owns(partner, id, &mut *tx).await? {
             return Ok(false);

@@ -42,7 +42,8 @@ async fn an_attempt_cut_off_by_a_crash_stays_in_the_log_and_the_delivery_goes_ou
     // A deliverer claims it and dies before recording anything.
     let lost = app
         .store
-        .claim_deliveries(
+        .deliveries()
+        .claim(
             "dead",
             noon(),
             noon() + TimeDelta::seconds(60),

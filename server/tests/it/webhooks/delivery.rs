@@ -212,7 +212,8 @@ async fn a_busy_subscription_cannot_take_every_delivery_slot() {
     let in_flight = std::collections::HashMap::from([(slow_sub.clone(), 2_usize)]);
     let claimed = app
         .store
-        .claim_deliveries(
+        .deliveries()
+        .claim(
             "t",
             noon(),
             noon() + TimeDelta::minutes(1),
@@ -230,7 +231,8 @@ async fn a_busy_subscription_cannot_take_every_delivery_slot() {
     assert!(claimed.iter().all(|d| d.subscription_id == fast_sub));
     let claimed = app
         .store
-        .claim_deliveries(
+        .deliveries()
+        .claim(
             "t",
             noon(),
             noon() + TimeDelta::minutes(1),
