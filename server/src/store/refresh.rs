@@ -61,6 +61,10 @@ pub struct BatchWrites {
     pub responses: Vec<(Uuid, String, StoredResponse)>,
 }
 
+/// One row of the batch's read, as the `json_array` of [`begin_and_load_users`] lists it:
+/// (user, partner, source, account, consent, expires, last refresh, in flight). By position
+/// on purpose: this read runs for every refresh request, and arrays are the smallest JSON
+/// to build and parse (names would repeat eight keys per account).
 #[derive(serde::Deserialize)]
 struct LoadedRow(
     String,
