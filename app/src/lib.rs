@@ -5,7 +5,7 @@
 //! tables and navigation are plain server-rendered HTML; only `#[island]` components
 //! (the live user page, the forms that show a secret once, ...) ship as wasm and hydrate,
 //! which keeps the download small. The app never imports the server: server functions
-//! reach it through [`services::PortalServices`] in context.
+//! reach it through the traits of [`services`] (one per area), in context.
 
 pub mod clock;
 pub mod format;

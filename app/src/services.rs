@@ -1,5 +1,6 @@
-//! The portal's server functions, and the trait through which they reach the server.
-//! The server puts an `Arc<dyn PortalServices>` in Leptos context, and the signed-in
+//! The portal's server functions, and the traits through which they reach the server, one
+//! per area (users, jobs, webhooks, keys, sandbox). The server puts a [`Services`] (one trait
+//! object per area) in Leptos context, and the signed-in
 //! [`Viewer`] in each request's extensions (its session middleware); every function
 //! checks that there is one and passes it on, so every call is scoped to that partner.
 

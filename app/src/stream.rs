@@ -1,6 +1,6 @@
 //! The portal's live event stream in the browser: one `EventSource` on `/portal/events`,
-//! each event parsed once into a typed [`LiveEvent`], closed when its owner is cleaned up
-//! (or when [`LiveStream::close`] is called).
+//! each event parsed once into a typed [`crate::model::LiveEvent`], closed when its owner is cleaned up
+//! (or when its `close` is called).
 
 #[cfg(feature = "hydrate")]
 use crate::model::LiveEvent;
