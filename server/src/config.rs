@@ -122,6 +122,16 @@ pub struct ServeArgs {
     /// Webhook deliveries in flight at once to one subscription.
     #[arg(long, env = "FRESHET_WEBHOOK_PER_SUBSCRIPTION", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub webhook_per_subscription: u16,
+    /// Behind a reverse proxy: the header it puts the client's address in (e.g.
+    /// `x-forwarded-for`; its first entry counts). Only set this when the proxy overwrites it:
+    /// sign-in limits per client trust it.
+    #[arg(long, env = "FRESHET_TRUSTED_CLIENT_IP_HEADER", value_parser = parse_header_name)]
+    pub trusted_client_ip_header: Option<String>,
+    /// Portal sign-in attempts one client address may make per minute (then refused unchecked).
+    #[arg(long, env = "FRESHET_SIGN_INS_PER_CLIENT_PER_MINUTE",
+          default_value_t = crate::services::sessions::PER_CLIENT_PER_MINUTE,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub sign_ins_per_client_per_minute: u32,
     /// The address to listen on.
     #[arg(long, env = "FRESHET_BIND", default_value = "127.0.0.1:3000")]
     pub bind: SocketAddr,
@@ -158,6 +168,12 @@ impl ServeArgs {
     pub fn policy(&self) -> RefreshPolicy {
         RefreshPolicy::from_seconds(self.refresh_interval_seconds).unwrap_or_default()
     }
+}
+
+fn parse_header_name(text: &str) -> Result<String, String> {
+    axum::http::HeaderName::from_bytes(text.trim().as_bytes())
+        .map(|h| h.as_str().to_owned())
+        .map_err(|e| format!("not a header name: {e}"))
 }
 
 fn parse_interval(text: &str) -> Result<i64, String> {

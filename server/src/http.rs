@@ -14,7 +14,7 @@ use tower_http::services::ServeDir;
 
 use crate::api::{self, ApiError};
 use crate::portal::Portal;
-use crate::portal::session;
+use crate::portal::session::{self, TrustedClientHeader};
 use crate::services::Services as UseCases;
 
 /// Everything a request handler may need, built once at start-up.
@@ -26,6 +26,8 @@ pub struct AppState {
     pub portal: Services,
     /// The use cases both fronts call.
     pub services: Arc<UseCases>,
+    /// Where a trusted proxy puts the client's address (else: the connection's peer).
+    pub trusted_client_header: TrustedClientHeader,
 }
 
 impl std::fmt::Debug for AppState {
@@ -43,6 +45,15 @@ impl AppState {
             leptos: Self::leptos_options(site_root),
             portal: Portal::services(Arc::clone(&services)),
             services,
+            trusted_client_header: TrustedClientHeader::default(),
+        }
+    }
+
+    /// The same state, reading the client's address from `header` (set by a trusted proxy).
+    pub fn with_trusted_client_header(self, header: Option<String>) -> Self {
+        Self {
+            trusted_client_header: TrustedClientHeader(header.map(Into::into)),
+            ..self
         }
     }
 

@@ -90,7 +90,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The sandbox bank lives on the server's (shiftable) clock, on its own loopback port.
     let bank = sandbox.then(|| Arc::new(SandboxBank::new(Arc::clone(&clock))));
     let mut services = Services::new(store.clone(), Arc::clone(&clock), policy, sandbox)
-        .with_webhook_targets(args.webhook_targets());
+        .with_webhook_targets(args.webhook_targets())
+        .with_sign_ins_per_client(args.sign_ins_per_client_per_minute);
     if let Some(bank) = &bank {
         services = services.with_sandbox_bank(Arc::clone(bank));
     }
@@ -136,7 +137,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             chrono::TimeDelta::seconds(args.scheduled_refresh_seconds),
         );
     }
-    let state = AppState::new(&args.site_root, services);
+    let state = AppState::new(&args.site_root, services)
+        .with_trusted_client_header(args.trusted_client_ip_header.clone());
     if state.leptos.output_name.as_ref() == "freshet" {
         tracing::warn!(site_root = %args.site_root.display(), "no portal wasm found: pages will render but not hydrate (run scripts/run)");
     }
@@ -152,7 +154,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // so after the signal they get five seconds, then the server stops anyway.
     let stopping = Arc::new(tokio::sync::Notify::new());
     let signalled = Arc::clone(&stopping);
-    let graceful = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+    // The peer's address reaches the handlers (sign-in limits per client).
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let graceful = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;
         signalled.notify_waiters();
     });

@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
-/// The sign-in page; `?error=invalid|throttled` and `?signed_out=1` say what happened.
+/// The sign-in page; `?error=invalid|throttled|busy` and `?signed_out=1` say what happened.
 #[component]
 pub fn SignInPage() -> impl IntoView {
     let query = use_query_map();
@@ -18,6 +18,7 @@ pub fn SignInPage() -> impl IntoView {
     });
     let problem = error.map(|e| match e.as_str() {
         "throttled" => "Too many attempts. Wait a few minutes, then try again.",
+        "busy" => "Many people are signing in right now. Try again in a moment.",
         _ => "That email and password do not match. Check both and try again.",
     });
     view! {

@@ -4,11 +4,11 @@
 //! `services::sessions`'. The cookie is HttpOnly and
 //! SameSite=Lax, so no script reads it and no other site's form posts with it.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use app::model::Viewer;
-use axum::body::Bytes;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -52,9 +52,57 @@ fn is_public(path: &str) -> bool {
     )
 }
 
+/// Whether a browser says this request comes from another site: `Sec-Fetch-Site` other than
+/// `same-origin`, or an `Origin` (`null` included) that is not this server's host. A request
+/// with neither header is not a browser's cross-site request (browsers send `Origin` with
+/// every POST), so it passes.
+fn cross_site(headers: &HeaderMap) -> bool {
+    let text = |name: header::HeaderName| headers.get(name).map(|v| v.to_str().unwrap_or(""));
+    if text(header::HeaderName::from_static("sec-fetch-site")).is_some_and(|s| s != "same-origin") {
+        return true;
+    }
+    match text(header::ORIGIN) {
+        None => false,
+        Some(origin) => {
+            let authority = origin
+                .split_once("://")
+                .map(|(_, rest)| rest.trim_end_matches('/'));
+            authority.is_none() || authority != text(header::HOST)
+        }
+    }
+}
+
+/// Where a sign-in may send the visitor on: a path of this site, read as a browser reads
+/// it. Anything else — another host, `//host`, a backslash, a tab or other control
+/// character that browsers strip before resolving (`/\t/evil.example`) — sends them home.
+fn same_site_path(next: &str) -> &str {
+    let plain = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next
+            .chars()
+            .any(|c| c == '\\' || c.is_control() || c.is_whitespace());
+    let stays = url::Url::parse("http://portal.invalid/")
+        .and_then(|base| base.join(next))
+        .is_ok_and(|to| to.host_str() == Some("portal.invalid") && to.port().is_none());
+    if plain && stays { next } else { "/" }
+}
+
 /// Puts the signed-in user into the request, or sends the visitor to sign in (server
-/// functions answer 401: a script called them, not a person).
+/// functions answer 401: a script called them, not a person). Refuses a state-changing
+/// request that a browser says comes from another site (CSRF, login CSRF included), before
+/// anything else.
 pub async fn gate(State(services): State<Arc<Services>>, mut req: Request, next: Next) -> Response {
+    let reads_only = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if !reads_only && cross_site(req.headers()) {
+        return (
+            StatusCode::FORBIDDEN,
+            "This request came from another site and was refused.",
+        )
+            .into_response();
+    }
     let viewer = match session_token(req.headers()) {
         Some(token) => match services.session(&token).await {
             Ok(found) => found,
@@ -92,12 +140,41 @@ pub async fn gate(State(services): State<Arc<Services>>, mut req: Request, next:
     }
 }
 
+/// The visitor's address: from the trusted proxy header when one is configured (its first
+/// entry), else the connection's peer.
+fn client_address(req: &Request, trusted: &TrustedClientHeader) -> Option<IpAddr> {
+    if let Some(name) = &trusted.0 {
+        return req
+            .headers()
+            .get(name.as_ref())
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok());
+    }
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip())
+}
+
+/// The header a trusted reverse proxy puts the client's address in (`--trusted-client-ip-header`),
+/// if freshet runs behind one.
+#[derive(Clone, Debug, Default)]
+pub struct TrustedClientHeader(pub Option<Arc<str>>);
+
+/// The largest sign-in form read.
+const FORM_LIMIT: usize = 16 * 1024;
+
 /// `POST /auth/sign-in` (a form: `email`, `password`, `next`).
 pub async fn sign_in(
     State(services): State<Arc<Services>>,
-    headers: HeaderMap,
-    body: Bytes,
+    State(trusted): State<TrustedClientHeader>,
+    req: Request,
 ) -> Response {
+    let client = client_address(&req, &trusted);
+    let headers = req.headers().clone();
+    let Ok(body) = axum::body::to_bytes(req.into_body(), FORM_LIMIT).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "the form is too large").into_response();
+    };
     let mut email = String::new();
     let mut password = String::new();
     let mut next = String::new();
@@ -116,21 +193,24 @@ pub async fn sign_in(
             encode(&next)
         ))
     };
-    let token = match services.sign_in(&email, &password).await {
+    let token = match services.sign_in(&email, &password, client).await {
         Ok(SignIn::Session(token)) => token,
         Ok(SignIn::Refused) => return again("invalid"),
         Ok(SignIn::Throttled) => return again("throttled"),
+        Ok(SignIn::Busy) => {
+            let mut busy = again("busy");
+            *busy.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            busy.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            return busy;
+        }
         Err(e) => {
             tracing::error!(error = %e, "signing in");
             return (StatusCode::SERVICE_UNAVAILABLE, "try again in a moment").into_response();
         }
     };
     // Only our own paths: `next` must not send anyone to another site.
-    let to = if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
-        next.as_str()
-    } else {
-        "/"
-    };
+    let to = same_site_path(&next);
     let mut response = redirect(to);
     let secure = headers
         .get("x-forwarded-proto")
@@ -196,6 +276,65 @@ pub async fn events(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_paths_of_this_site_are_followed_after_sign_in() {
+        for ok in ["/", "/users?q=a%20b", "/webhooks/1?reveal=x", "/%09/x"] {
+            assert_eq!(same_site_path(ok), ok);
+        }
+        for bad in [
+            "/\t/evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example/",
+            "http:evil.example",
+            "evil.example",
+            "/ /evil.example",
+            "/\n/evil.example",
+            "",
+        ] {
+            assert_eq!(same_site_path(bad), "/", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_browser_request_from_another_site_is_cross_site() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        let host = ("host", "portal.example:3000");
+        assert!(!cross_site(&headers(&[host])), "no browser signal");
+        assert!(!cross_site(&headers(&[
+            host,
+            ("origin", "http://portal.example:3000")
+        ])));
+        assert!(!cross_site(&headers(&[
+            host,
+            ("sec-fetch-site", "same-origin")
+        ])));
+        assert!(cross_site(&headers(&[
+            host,
+            ("origin", "https://evil.example")
+        ])));
+        assert!(cross_site(&headers(&[host, ("origin", "null")])));
+        assert!(cross_site(&headers(&[
+            host,
+            ("sec-fetch-site", "cross-site")
+        ])));
+        assert!(cross_site(&headers(&[
+            host,
+            ("sec-fetch-site", "same-site")
+        ])));
+        assert!(cross_site(&headers(&[
+            host,
+            ("origin", "http://portal.example:3000"),
+            ("sec-fetch-site", "cross-site")
+        ])));
+    }
 
     #[test]
     fn the_session_cookie_is_found_among_others() {

@@ -29,7 +29,7 @@ use crate::model::Partner;
 use crate::store::{Store, StoreError};
 use crate::webhooks::TargetPolicy;
 use refresh::RefreshService;
-use sessions::SignInLimiter;
+use sessions::SignInGuard;
 
 /// Why a use case did not happen. Each front words it its own way.
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +105,7 @@ pub struct Services {
     partners: PartnerCache,
     sandbox_bank: Option<Arc<SandboxBank>>,
     webhook_targets: TargetPolicy,
-    sign_ins: SignInLimiter,
+    sign_ins: SignInGuard,
 }
 
 impl Services {
@@ -120,7 +120,7 @@ impl Services {
             partners: PartnerCache::default(),
             sandbox_bank: None,
             webhook_targets: TargetPolicy::secure(),
-            sign_ins: SignInLimiter::default(),
+            sign_ins: SignInGuard::default(),
         }
     }
 
@@ -128,6 +128,14 @@ impl Services {
     pub fn with_webhook_targets(self, webhook_targets: TargetPolicy) -> Self {
         Self {
             webhook_targets,
+            ..self
+        }
+    }
+
+    /// The same services, allowing each client address `per_minute` sign-in attempts a minute.
+    pub fn with_sign_ins_per_client(self, per_minute: u32) -> Self {
+        Self {
+            sign_ins: SignInGuard::per_client(per_minute),
             ..self
         }
     }

@@ -1,11 +1,25 @@
-//! Portal sign-in and sessions: a password check slowed by a per-email failure count, a
-//! session of 12 hours, its lookup, and signing out.
+//! Portal sign-in and sessions. Checking a password is the one thing an anonymous visitor
+//! can make the server do that costs real memory and CPU (argon2id: ~19 MiB and tens of
+//! milliseconds per hash), so it is guarded three ways before any hash is computed: a
+//! per-client rate limit, a per-email failure count that counts an attempt *before* it is
+//! checked (so concurrent guesses cannot slip past the lock), and a small pool of hashing
+//! slots (one per core) that a request waits for only briefly. The hashes run on that many
+//! threads of their own, not on Tokio's blocking pool: each thread's allocator arena keeps
+//! the ~19 MiB a hash used, so a fixed few threads keep memory fixed (the blocking pool's
+//! dozens of threads held hundreds of MiB). Then: a session of 12 hours, its lookup, and
+//! signing out.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use argon2::password_hash::{Output, PasswordHash};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use chrono::TimeDelta;
+use governor::{DefaultKeyedRateLimiter, Quota};
+use tokio::sync::{Semaphore, oneshot};
 
 use super::{Error, Services};
 use crate::store::SessionUser;
@@ -15,6 +29,10 @@ pub const TTL: TimeDelta = TimeDelta::hours(12);
 /// Failed sign-ins allowed per email within [`WINDOW`].
 const MAX_FAILURES: usize = 5;
 const WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Sign-in attempts one client address may make per minute by default (whatever the emails).
+pub const PER_CLIENT_PER_MINUTE: u32 = 30;
+/// How long a sign-in waits for a hashing slot before it is told to try again.
+const HASHING_WAIT: Duration = Duration::from_secs(3);
 
 /// How a sign-in went.
 #[derive(Debug, PartialEq, Eq)]
@@ -23,59 +41,204 @@ pub enum SignIn {
     Session(String),
     /// The email or the password is wrong.
     Refused,
-    /// Too many failures for this email lately: not even checked.
+    /// Too many attempts for this email, or from this client, lately: not even checked.
     Throttled,
+    /// Every hashing slot stayed busy: not checked, try again in a moment.
+    Busy,
 }
 
-/// Counts failed sign-ins per email, to slow down password guessing.
-#[derive(Debug, Default)]
-pub(super) struct SignInLimiter {
-    failures: Mutex<HashMap<String, Vec<Instant>>>,
+/// Verifying a password costs the same whether or not the email exists: a missing user is
+/// checked against this hash, so response times do not reveal which emails are registered.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0dPjr9E6OuEFDTdrb8rX5MKdbexUqlXqiILTmu4ZYXo";
+
+thread_local! {
+    /// The hashing thread's argon2 working memory (~19 MiB at the default cost), reused by
+    /// every check the thread makes instead of allocated and freed each time.
+    static BLOCKS: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-impl SignInLimiter {
-    fn recent(&self, email: &str, now: Instant) -> usize {
-        self.failures.lock().map_or(0, |mut map| {
-            let list = map.entry(email.to_owned()).or_default();
-            list.retain(|at| now.duration_since(*at) < WINDOW);
-            list.len()
-        })
+/// Whether `password` hashes to the PHC string `hash` (argon2, its own parameters and salt),
+/// compared in constant time.
+fn password_matches(hash: &str, password: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(expected), Some(salt)) = (parsed.hash, parsed.salt) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(&parsed),
+    ) else {
+        return false;
+    };
+    let Ok(version) = parsed.version.map_or(Ok(Version::V0x13), Version::try_from) else {
+        return false;
+    };
+    let mut salt_bytes = [0_u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let blocks_needed = params.block_count();
+    let argon2 = Argon2::new(algorithm, version, params);
+    let mut out = vec![0_u8; expected.len()];
+    let hashed = BLOCKS.with_borrow_mut(|blocks| {
+        if blocks.len() < blocks_needed {
+            blocks.resize(blocks_needed, Block::default());
+        }
+        argon2.hash_password_into_with_memory(
+            password.as_bytes(),
+            salt,
+            &mut out,
+            &mut blocks[..blocks_needed],
+        )
+    });
+    // `Output`'s equality is constant-time.
+    hashed.is_ok() && Output::new(&out).is_ok_and(|out| out == expected)
+}
+
+/// A password check for the hashing threads: (hash, password, where the verdict goes).
+type Check = (String, String, oneshot::Sender<bool>);
+
+/// The guards in front of password checks, and the threads that check.
+#[derive(Debug)]
+pub(super) struct SignInGuard {
+    /// Attempts per email (lower-cased) within the window, counted when they start.
+    attempts: Mutex<HashMap<String, Vec<Instant>>>,
+    clients: DefaultKeyedRateLimiter<IpAddr>,
+    /// One permit per hashing thread: at most that many checks are queued or running.
+    hashing: Semaphore,
+    checks: std::sync::mpsc::SyncSender<Check>,
+}
+
+impl Default for SignInGuard {
+    fn default() -> Self {
+        Self::per_client(PER_CLIENT_PER_MINUTE)
+    }
+}
+
+impl SignInGuard {
+    /// Guards allowing `per_client_per_minute` attempts a minute per client address.
+    pub(super) fn per_client(per_client_per_minute: u32) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        Self::new(cores, per_client_per_minute)
     }
 
-    fn failed(&self, email: &str, now: Instant) {
-        if let Ok(mut map) = self.failures.lock() {
-            // Bounded memory under a spray of emails: forget everything rather than grow.
-            if map.len() > 100_000 {
-                map.clear();
-            }
-            map.entry(email.to_owned()).or_default().push(now);
+    fn new(hashing_threads: usize, per_client_per_minute: u32) -> Self {
+        let per_minute = NonZeroU32::new(per_client_per_minute).unwrap_or(NonZeroU32::MIN);
+        let threads = hashing_threads.max(1);
+        let (checks, queue) = std::sync::mpsc::sync_channel::<Check>(threads);
+        let queue = std::sync::Arc::new(Mutex::new(queue));
+        for n in 0..threads {
+            let queue = std::sync::Arc::clone(&queue);
+            // The threads end when the guard (the sender) is dropped.
+            let _ = std::thread::Builder::new()
+                .name(format!("password-check-{n}"))
+                .spawn(move || {
+                    loop {
+                        let next = queue.lock().ok().and_then(|q| q.recv().ok());
+                        let Some((hash, password, verdict)) = next else {
+                            return;
+                        };
+                        let _ = verdict.send(password_matches(&hash, &password));
+                    }
+                });
+        }
+        Self {
+            attempts: Mutex::default(),
+            clients: DefaultKeyedRateLimiter::keyed(Quota::per_minute(per_minute)),
+            hashing: Semaphore::new(threads),
+            checks,
         }
     }
 
+    /// Whether `password` matches `hash`, checked on a hashing thread; `None` when no
+    /// thread was free within [`HASHING_WAIT`].
+    async fn check(&self, hash: String, password: &str) -> Option<bool> {
+        let _slot = tokio::time::timeout(HASHING_WAIT, self.hashing.acquire())
+            .await
+            .ok()?
+            .ok()?;
+        let (verdict, answer) = oneshot::channel();
+        // A permit is held, so the channel has room: this does not block.
+        self.checks
+            .try_send((hash, password.to_owned(), verdict))
+            .ok()?;
+        answer.await.ok()
+    }
+
+    /// Counts an attempt for `email` now, atomically with the check against the limit;
+    /// `false` when the limit was reached (and nothing was counted).
+    fn begin(&self, email: &str, now: Instant) -> bool {
+        let Ok(mut map) = self.attempts.lock() else {
+            return false;
+        };
+        // Bounded memory under a spray of emails: forget everything rather than grow.
+        if map.len() > 100_000 {
+            map.clear();
+        }
+        let list = map.entry(email.to_owned()).or_default();
+        list.retain(|at| now.duration_since(*at) < WINDOW);
+        if list.len() >= MAX_FAILURES {
+            return false;
+        }
+        list.push(now);
+        true
+    }
+
+    /// The attempt begun at `at` for `email` did not count (it was never checked).
+    fn forget(&self, email: &str, at: Instant) {
+        if let Ok(mut map) = self.attempts.lock()
+            && let Some(list) = map.get_mut(email)
+            && let Some(i) = list.iter().rposition(|t| *t == at)
+        {
+            list.remove(i);
+        }
+    }
+
+    /// A right password clears the email's count.
     fn succeeded(&self, email: &str) {
-        if let Ok(mut map) = self.failures.lock() {
+        if let Ok(mut map) = self.attempts.lock() {
             map.remove(email);
         }
+    }
+
+    fn client_allowed(&self, client: Option<IpAddr>) -> bool {
+        client.is_none_or(|ip| self.clients.check_key(&ip).is_ok())
     }
 }
 
 impl Services {
-    /// Checks an email and password; opens a session when they match.
-    pub async fn sign_in(&self, email: &str, password: &str) -> Result<SignIn, Error> {
-        let key = email.trim().to_lowercase();
-        if self.sign_ins.recent(&key, Instant::now()) >= MAX_FAILURES {
+    /// Checks an email and password for a visitor at `client` (when known); opens a session
+    /// when they match.
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<SignIn, Error> {
+        let guard = &self.sign_ins;
+        if !guard.client_allowed(client) {
             return Ok(SignIn::Throttled);
         }
-        let Some(user) = self
-            .store
-            .portal_users()
-            .authenticate(email, password)
-            .await?
-        else {
-            self.sign_ins.failed(&key, Instant::now());
+        let key = email.trim().to_lowercase();
+        let started = Instant::now();
+        if !guard.begin(&key, started) {
+            return Ok(SignIn::Throttled);
+        }
+        let found = self.store.portal_users().credentials(email).await?;
+        let (user, hash) = match found {
+            Some((user, hash)) => (Some(user), hash),
+            None => (None, DUMMY_HASH.to_owned()),
+        };
+        let Some(matches) = guard.check(hash, password).await else {
+            guard.forget(&key, started);
+            return Ok(SignIn::Busy);
+        };
+        let Some(user) = user.filter(|_| matches) else {
             return Ok(SignIn::Refused);
         };
-        self.sign_ins.succeeded(&key);
+        guard.succeeded(&key);
         let token = self
             .store
             .portal_users()
@@ -108,26 +271,74 @@ mod tests {
     use super::*;
 
     #[test]
-    fn five_failures_within_the_window_lock_the_email_until_it_passes() {
-        let limiter = SignInLimiter::default();
+    fn an_attempt_counts_before_it_is_checked_so_five_at_once_lock_the_sixth() {
+        let guard = SignInGuard::new(2, 1000);
         let start = Instant::now();
         for _ in 0..MAX_FAILURES {
-            assert!(limiter.recent("a@b.c", start) < MAX_FAILURES);
-            limiter.failed("a@b.c", start);
+            assert!(guard.begin("a@b.c", start));
         }
-        assert_eq!(limiter.recent("a@b.c", start), MAX_FAILURES);
-        assert_eq!(limiter.recent("other@b.c", start), 0, "per email");
-        assert_eq!(
-            limiter.recent("a@b.c", start + WINDOW),
-            0,
-            "the window passed"
+        assert!(
+            !guard.begin("a@b.c", start),
+            "the sixth is refused unchecked"
         );
-        limiter.failed("x@y.z", start);
-        limiter.succeeded("x@y.z");
-        assert_eq!(
-            limiter.recent("x@y.z", start),
-            0,
-            "a success clears the count"
+        assert!(guard.begin("other@b.c", start), "per email");
+        assert!(guard.begin("a@b.c", start + WINDOW), "the window passed");
+        guard.succeeded("a@b.c");
+        for _ in 0..MAX_FAILURES {
+            assert!(guard.begin("a@b.c", start), "a success clears the count");
+        }
+    }
+
+    #[test]
+    fn passwords_are_checked_against_their_own_hash_parameters() {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let salt = SaltString::encode_b64(b"a salt of sixteen").unwrap_or_else(|e| panic!("{e}"));
+        let hash = Argon2::default()
+            .hash_password(b"correct horse battery", &salt)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .to_string();
+        assert!(password_matches(&hash, "correct horse battery"));
+        assert!(
+            password_matches(&hash, "correct horse battery"),
+            "with reused memory"
+        );
+        assert!(!password_matches(&hash, "correct horse batterz"));
+        assert!(!password_matches(DUMMY_HASH, "correct horse battery"));
+        assert!(!password_matches("not a hash", "anything"));
+        let cheap = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(1024, 1, 1, None).unwrap_or_else(|e| panic!("{e}")),
+        )
+        .hash_password(b"pw pw pw pw", &salt)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .to_string();
+        assert!(password_matches(&cheap, "pw pw pw pw"), "other costs too");
+    }
+
+    #[test]
+    fn an_attempt_that_was_never_checked_is_given_back() {
+        let guard = SignInGuard::new(1, 1000);
+        let start = Instant::now();
+        for _ in 0..MAX_FAILURES {
+            assert!(guard.begin("a@b.c", start));
+        }
+        guard.forget("a@b.c", start);
+        assert!(guard.begin("a@b.c", start));
+        assert!(!guard.begin("a@b.c", start));
+    }
+
+    #[test]
+    fn one_client_may_try_so_many_times_a_minute_whatever_the_emails() {
+        let guard = SignInGuard::new(1, 3);
+        let ip: IpAddr = [192, 0, 2, 7].into();
+        let other: IpAddr = [192, 0, 2, 8].into();
+        assert!((0..3).all(|_| guard.client_allowed(Some(ip))));
+        assert!(!guard.client_allowed(Some(ip)));
+        assert!(guard.client_allowed(Some(other)), "per client");
+        assert!(
+            guard.client_allowed(None),
+            "no address known: the other guards still hold"
         );
     }
 }

@@ -2,7 +2,7 @@
 //! their sessions. A session's cookie holds a random token; only its SHA-256 is stored.
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHasher, SaltString};
 use chrono::{DateTime, TimeDelta, Utc};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -42,18 +42,6 @@ fn token_hash(token: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// Verifying a password costs the same whether or not the email exists: a missing user is
-/// checked against this hash, so response times do not reveal which emails are registered.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0dPjr9E6OuEFDTdrb8rX5MKdbexUqlXqiILTmu4ZYXo";
-
-fn password_matches(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
 }
 
 /// Why a portal user could not be created.
@@ -139,26 +127,15 @@ impl PortalUsers<'_> {
 }
 
 impl PortalUsers<'_> {
-    /// The portal user with this email and password.
-    pub async fn authenticate(
-        &self,
-        email: &str,
-        password: &str,
-    ) -> Result<Option<Uuid>, StoreError> {
+    /// The portal user with this email, and their password's argon2id hash (checking it is
+    /// the caller's: it is slow on purpose, and not SQL).
+    pub async fn credentials(&self, email: &str) -> Result<Option<(Uuid, String)>, StoreError> {
         let row: Option<CredentialRow> =
             sqlx::query_as("SELECT id, password_hash FROM portal_users WHERE email = ?1")
                 .bind(email.trim())
                 .fetch_optional(&self.read)
                 .await?;
-        let (id, hash) = row.map_or((None, DUMMY_HASH.to_owned()), |r| {
-            (Some(r.id), r.password_hash)
-        });
-        let password = password.to_owned();
-        // Argon2 takes tens of milliseconds of CPU: off the async threads.
-        let ok = tokio::task::spawn_blocking(move || password_matches(&hash, &password))
-            .await
-            .unwrap_or(false);
-        Ok(id.filter(|_| ok).and_then(|id| Uuid::parse_str(&id).ok()))
+        Ok(row.and_then(|r| Some((Uuid::parse_str(&r.id).ok()?, r.password_hash))))
     }
 
     /// Opens a session for `user` until `now + ttl`; returns the cookie's token.

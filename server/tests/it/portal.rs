@@ -279,3 +279,318 @@ async fn an_unknown_page_is_not_found() {
     let page = get(&app, "/no/such/page", Some(&session)).await;
     assert_eq!(page.status, StatusCode::NOT_FOUND);
 }
+
+// --- hardening (issue 11: findings 1, 2, 5, 6) ------------------------------------------
+
+/// A sign-in form post from `client` (as the connection's peer), with extra headers.
+fn sign_in_request(
+    email: &str,
+    password: &str,
+    next: &str,
+    client: Option<[u8; 4]>,
+    headers: &[(&str, &str)],
+) -> Request<Body> {
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let mut request = Request::post("/auth/sign-in")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let mut request = request
+        .body(Body::from(format!(
+            "email={}&password={}&next={}",
+            enc(email),
+            enc(password),
+            enc(next)
+        )))
+        .unwrap();
+    if let Some(ip) = client {
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                ip, 40_000,
+            ))));
+    }
+    request
+}
+
+async fn portal_user(app: &TestApp, email: &str) {
+    let created = app
+        .store
+        .partners()
+        .create("Acme", true, noon())
+        .await
+        .unwrap();
+    app.store
+        .portal_users()
+        .create(created.partner_id, email, "correct horse battery", noon())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn after_sign_in_only_a_path_of_this_site_is_followed() {
+    let app = TestApp::new().await;
+    portal_user(&app, "ops@acme.example").await;
+    for (next, expected) in [
+        ("/\t/evil.example", "/"),
+        ("//evil.example", "/"),
+        ("/\\evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("/jobs?user=x", "/jobs?user=x"),
+    ] {
+        let page = send(
+            &app,
+            sign_in_request("ops@acme.example", "correct horse battery", next, None, &[]),
+        )
+        .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{next:?}");
+        assert_eq!(page.location.as_deref(), Some(expected), "{next:?}");
+        assert!(page.set_cookie.is_some());
+    }
+}
+
+#[tokio::test]
+async fn a_cross_site_post_is_refused_even_with_the_victims_cookie() {
+    let app = TestApp::new().await;
+    let (_, cookie) = staff(&app, "ops@acme.example").await;
+    let create_key = <app::services::CreateApiKey as leptos::server_fn::ServerFn>::PATH;
+    let keys_before = app.count("api_keys").await;
+    let post = |headers: &[(&'static str, &'static str)]| {
+        let mut request = Request::post(create_key)
+            .header(header::COOKIE, &cookie)
+            .header(header::HOST, "portal.example:3000")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        request.body(Body::empty()).unwrap()
+    };
+    for attack in [
+        &[("origin", "https://evil.example")][..],
+        &[("origin", "null")][..],
+        &[("sec-fetch-site", "cross-site")][..],
+        &[
+            ("origin", "http://portal.example:3000"),
+            ("sec-fetch-site", "same-site"),
+        ][..],
+    ] {
+        let page = send(&app, post(attack)).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{attack:?}");
+    }
+    assert_eq!(app.count("api_keys").await, keys_before, "no key was made");
+    let page = send(
+        &app,
+        post(&[
+            ("origin", "http://portal.example:3000"),
+            ("sec-fetch-site", "same-origin"),
+        ]),
+    )
+    .await;
+    assert!(
+        page.status.is_success() || page.status.is_redirection(),
+        "{} {}",
+        page.status,
+        page.body
+    );
+    assert_eq!(app.count("api_keys").await, keys_before + 1);
+
+    // Login CSRF: another site cannot sign the visitor in to an account of its choosing.
+    let page = send(
+        &app,
+        sign_in_request(
+            "ops@acme.example",
+            "correct horse battery",
+            "/",
+            None,
+            &[("origin", "https://evil.example")],
+        ),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(page.set_cookie.is_none());
+}
+
+#[tokio::test]
+async fn concurrent_wrong_passwords_are_counted_before_they_are_checked() {
+    let app = TestApp::new().await;
+    portal_user(&app, "ops@acme.example").await;
+    let tries = (0..40).map(|i| {
+        let password = if i == 39 {
+            "correct horse battery"
+        } else {
+            "guess guess guess"
+        };
+        send(
+            &app,
+            sign_in_request("ops@acme.example", password, "/", None, &[]),
+        )
+    });
+    let pages = futures_util::future::join_all(tries).await;
+    let checked = pages
+        .iter()
+        .filter(|p| {
+            !p.location
+                .as_deref()
+                .unwrap_or("")
+                .contains("error=throttled")
+        })
+        .count();
+    assert!(
+        checked <= 5,
+        "{checked} of 40 concurrent attempts were checked"
+    );
+    let signed_in = pages.iter().filter(|p| p.set_cookie.is_some()).count();
+    assert!(
+        signed_in == 0 || checked <= 5,
+        "the right password only counts within the five"
+    );
+    let page = send(
+        &app,
+        sign_in_request("ops@acme.example", "correct horse battery", "/", None, &[]),
+    )
+    .await;
+    assert!(page.location.unwrap().contains("error=throttled"));
+}
+
+#[tokio::test]
+async fn one_client_cannot_try_many_emails_quickly() {
+    let app = TestApp::new().await;
+    let attacker = Some([192, 0, 2, 7]);
+    let mut throttled = 0;
+    for i in 0..40 {
+        let page = send(
+            &app,
+            sign_in_request(
+                &format!("user{i}@victim.example"),
+                "guess guess guess",
+                "/",
+                attacker,
+                &[],
+            ),
+        )
+        .await;
+        if page.location.unwrap().contains("error=throttled") {
+            throttled += 1;
+        }
+    }
+    assert_eq!(
+        throttled, 10,
+        "30 a minute per client, then refused unchecked"
+    );
+    let page = send(
+        &app,
+        sign_in_request(
+            "someone@else.example",
+            "guess guess guess",
+            "/",
+            Some([192, 0, 2, 8]),
+            &[],
+        ),
+    )
+    .await;
+    assert!(
+        page.location.unwrap().contains("error=invalid"),
+        "another client is not held up"
+    );
+}
+
+/// The peak resident memory of process `pid`, in MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+/// The real binary on a fresh database, and the address it listens on.
+struct Server {
+    child: std::process::Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server() -> Server {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("freshet.db").display());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_freshet"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--database-url", &db])
+        .args(["--site-root", &dir.path().display().to_string()])
+        .args(["--trusted-client-ip-header", "x-forwarded-for"])
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut lines = stderr.lines();
+    let base = loop {
+        let line = lines.next().expect("the server stopped").unwrap();
+        if let Some(at) = line.find("freshet listening on ") {
+            break line[at + "freshet listening on ".len()..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_owned();
+        }
+    };
+    // Keep draining its log, so that it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server {
+        child,
+        base,
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn a_flood_of_anonymous_sign_ins_keeps_the_servers_memory_bounded() {
+    let server = start_server();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for round in 0..5 {
+        let flood = (0..64).map(|i| {
+            client
+                .post(format!("{}/auth/sign-in", server.base))
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                // As from 64 different clients (through a trusted proxy): no per-client limit
+                // holds them back, every one reaches the password check.
+                .header("x-forwarded-for", format!("198.51.100.{i}, 10.0.0.1"))
+                .body(format!(
+                    "email=nobody{round}-{i}%40example.com&password=guess+guess+guess&next=%2F"
+                ))
+                .send()
+        });
+        for answer in futures_util::future::join_all(flood).await {
+            let answer = answer.unwrap();
+            let status = answer.status().as_u16();
+            let to = answer
+                .headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            // Checked and refused, or told to try again: never let through, never a 5xx.
+            assert!(
+                (status == 303 && to.contains("error=invalid"))
+                    || (status == 429 && to.contains("error=busy")),
+                "{status} {to}"
+            );
+        }
+    }
+    // Unbounded, 64 argon2id hashes at once held ~1.2 GiB (and 5.5 GB after five rounds);
+    // with a hashing slot per core, a few tens of MiB.
+    let peak = peak_rss_mib(server.child.id());
+    assert!(peak < 300, "the server's peak RSS was {peak} MiB");
+}
