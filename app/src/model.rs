@@ -237,7 +237,7 @@ impl PortalAccount {
     }
 }
 
-/// A user and their accounts, with the server's clock and refresh interval at the
+/// A user and their accounts, with the partner's clock and refresh interval at the
 /// moment of reading, so that the browser's preview decides exactly as the server would.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -141,7 +141,7 @@ mod ssr {
             kind: FaultKind,
             latency_ms: u32,
         ) -> Result<(), ServiceError>;
-        /// Moves the server's clock by `minutes` (from where it is).
+        /// Moves the viewer's partner's sandbox clock by `minutes` (from where it is).
         async fn sandbox_shift_clock(
             &self,
             viewer: &Viewer,

@@ -92,9 +92,11 @@ async fn setup(with_hanging: bool) -> Setup {
                 &[EVENT.to_owned()],
                 Secret::generate().unwrap().expose(),
                 clock.now(),
+                u32::MAX,
             )
             .await
-            .unwrap();
+            .unwrap()
+            .expect("no cap in the benchmark");
     }
     Setup {
         store,

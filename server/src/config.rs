@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use freshet_rules::{DEFAULT_REFRESH_INTERVAL_SECONDS, RefreshPolicy};
 
+use crate::services::{ApiRate, Limits};
+
 /// freshet: on-demand Open Banking refreshes.
 #[derive(Debug, Parser)]
 #[command(name = "freshet", version, about)]
@@ -132,6 +134,28 @@ pub struct ServeArgs {
           default_value_t = crate::services::sessions::PER_CLIENT_PER_MINUTE,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub sign_ins_per_client_per_minute: u32,
+    /// API requests one partner may make a second, on average (0: no limit). Past it: 429.
+    #[arg(long, env = "FRESHET_API_REQUESTS_PER_SECOND", default_value_t = 100)]
+    pub api_requests_per_second: u32,
+    /// API requests one partner may make at once after a quiet spell (the bucket's size).
+    #[arg(long, env = "FRESHET_API_BURST", default_value_t = 200)]
+    pub api_burst: u32,
+    /// Webhook subscriptions one partner may hold.
+    #[arg(long, env = "FRESHET_MAX_SUBSCRIPTIONS_PER_PARTNER", default_value_t = Limits::default().subscriptions_per_partner,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_subscriptions_per_partner: u32,
+    /// Sandbox: users one partner may hold.
+    #[arg(long, env = "FRESHET_SANDBOX_MAX_USERS_PER_PARTNER", default_value_t = Limits::default().sandbox_users_per_partner)]
+    pub sandbox_max_users_per_partner: u32,
+    /// Sandbox: accounts one user may hold.
+    #[arg(long, env = "FRESHET_SANDBOX_MAX_ACCOUNTS_PER_USER", default_value_t = Limits::default().sandbox_accounts_per_user)]
+    pub sandbox_max_accounts_per_user: u32,
+    /// Sandbox: transactions of history one account may start with.
+    #[arg(long, env = "FRESHET_SANDBOX_MAX_TRANSACTIONS_PER_ACCOUNT", default_value_t = Limits::default().sandbox_transactions_per_account)]
+    pub sandbox_max_transactions_per_account: u32,
+    /// Sandbox: transactions of history one partner's users may hold in all.
+    #[arg(long, env = "FRESHET_SANDBOX_MAX_TRANSACTIONS_PER_PARTNER", default_value_t = Limits::default().sandbox_transactions_per_partner)]
+    pub sandbox_max_transactions_per_partner: u32,
     /// The address to listen on.
     #[arg(long, env = "FRESHET_BIND", default_value = "127.0.0.1:3000")]
     pub bind: SocketAddr,
@@ -161,6 +185,23 @@ impl ServeArgs {
             concurrency: usize::from(self.webhook_concurrency),
             per_subscription: usize::from(self.webhook_per_subscription),
             ..crate::webhooks::DeliveryConfig::default()
+        }
+    }
+
+    /// Each partner's share of the API, if limited.
+    pub fn api_rate(&self) -> Option<ApiRate> {
+        (self.api_requests_per_second > 0)
+            .then(|| ApiRate::new(self.api_requests_per_second, self.api_burst))
+    }
+
+    /// Every partner's quotas.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            subscriptions_per_partner: self.max_subscriptions_per_partner,
+            sandbox_users_per_partner: self.sandbox_max_users_per_partner,
+            sandbox_accounts_per_user: self.sandbox_max_accounts_per_user,
+            sandbox_transactions_per_account: self.sandbox_max_transactions_per_account,
+            sandbox_transactions_per_partner: self.sandbox_max_transactions_per_partner,
         }
     }
 

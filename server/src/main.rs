@@ -91,7 +91,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let bank = sandbox.then(|| Arc::new(SandboxBank::new(Arc::clone(&clock))));
     let mut services = Services::new(store.clone(), Arc::clone(&clock), policy, sandbox)
         .with_webhook_targets(args.webhook_targets())
-        .with_sign_ins_per_client(args.sign_ins_per_client_per_minute);
+        .with_sign_ins_per_client(args.sign_ins_per_client_per_minute)
+        .with_limits(args.limits())
+        .with_api_rate(args.api_rate());
     if let Some(bank) = &bank {
         services = services.with_sandbox_bank(Arc::clone(bank));
     }

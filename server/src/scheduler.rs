@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::TimeDelta;
 
 use crate::clock::Clock;
-use crate::store::Store;
+use crate::store::{PartnerScope, Store};
 
 /// Queues what is due now; returns how many accounts. Tests call this directly.
 pub async fn run_once(
@@ -16,12 +16,28 @@ pub async fn run_once(
     clock: &Clock,
     period: TimeDelta,
 ) -> Result<usize, crate::store::StoreError> {
+    // Partners on a time of their own (the sandbox clock) are scheduled on it.
+    let shifted = clock.partner_offsets();
+    let others: Vec<_> = shifted.iter().map(|(p, _)| *p).collect();
     let now = clock.now();
+    let mut total = schedule(store, now, period, PartnerScope::AllBut(&others)).await?;
+    for (partner, offset) in shifted {
+        total += schedule(store, now + offset, period, PartnerScope::Only(partner)).await?;
+    }
+    Ok(total)
+}
+
+async fn schedule(
+    store: &Store,
+    now: chrono::DateTime<chrono::Utc>,
+    period: TimeDelta,
+    partners: PartnerScope<'_>,
+) -> Result<usize, crate::store::StoreError> {
     let mut total = 0;
     loop {
         let n = store
             .work()
-            .schedule_refreshes(now, now - period, 1000)
+            .schedule_refreshes(now, now - period, 1000, partners)
             .await?;
         total += n;
         if n < 1000 {

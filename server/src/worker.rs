@@ -91,6 +91,12 @@ impl Worker {
         Ok(n)
     }
 
+    /// The account's partner's now: its data was fetched as of then.
+    fn partner_now(&self, account: &ClaimedAccount) -> chrono::DateTime<chrono::Utc> {
+        uuid::Uuid::parse_str(&account.partner_id)
+            .map_or_else(|_| self.clock.now(), |p| self.clock.now_for(p))
+    }
+
     async fn fetch_and_finish(&self, account: &ClaimedAccount) -> Result<(), StoreError> {
         let fetched = self.fetch(account).await;
         let outcome = match &fetched {
@@ -104,7 +110,7 @@ impl Worker {
         if !self
             .store
             .work()
-            .finish(&self.owner, account, outcome, self.clock.now())
+            .finish(&self.owner, account, outcome, self.partner_now(account))
             .await?
         {
             tracing::warn!(account = %account.account_id, "lease lost before the fetch ended; another worker owns it");

@@ -44,7 +44,7 @@ fn SandboxPanel() -> impl IntoView {
     let note = query.with_untracked(|q| match q.get("done").as_deref() {
         Some("fault") => Some("The sandbox bank now behaves as chosen.".to_owned()),
         Some("clock") => Some(format!(
-            "The server's clock moved {} minutes forward.",
+            "Your sandbox clock moved {} minutes forward (other partners' time did not move).",
             q.get("minutes").unwrap_or_default()
         )),
         _ => None,

@@ -42,6 +42,14 @@ pub enum ApiError {
     /// 422 with a code.
     #[error("{1}")]
     Unprocessable(&'static str, String),
+    /// 429: the partner's share of the API is used up for now.
+    #[error("{detail}")]
+    TooManyRequests {
+        /// What the body says.
+        detail: String,
+        /// Why, and when to come back.
+        throttled: crate::services::Throttled,
+    },
     /// 501: a part of the contract that this build does not do yet.
     #[error("{0}")]
     NotImplemented(&'static str),
@@ -67,6 +75,7 @@ impl ApiError {
             }
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
             Self::Unprocessable(code, _) => (StatusCode::UNPROCESSABLE_ENTITY, code),
+            Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
             Self::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "NOT_IMPLEMENTED"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
@@ -123,10 +132,22 @@ impl IntoResponse for ApiError {
         };
         let json = serde_json::to_string(&body).unwrap_or_default();
         let mut response = (status, json).into_response();
-        response.headers_mut().insert(
+        let headers = response.headers_mut();
+        headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Self::TooManyRequests { throttled, .. } = &self {
+            headers.insert(header::RETRY_AFTER, throttled.retry_after_seconds.into());
+            for (name, value) in [
+                ("ratelimit-policy", throttled.policy_header()),
+                ("ratelimit", throttled.limit_header()),
+            ] {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(name, value);
+                }
+            }
+        }
         response
     }
 }
@@ -166,6 +187,8 @@ impl From<Error> for ApiError {
             Error::Invalid(detail) => Self::BadRequest("INVALID_BODY", detail),
             Error::SandboxOff => Self::NotFound("ROUTE_NOT_FOUND", "no such endpoint"),
             Error::NoSandboxBank => Self::NotImplemented("this server runs no sandbox bank"),
+            Error::Throttled(throttled) => Self::TooManyRequests { detail, throttled },
+            Error::LimitReached(limit, detail) => Self::Unprocessable(limit.code(), detail),
             Error::NotCommitted => Self::Unavailable(
                 "the refresh could not be recorded; nothing was triggered, try again",
             ),

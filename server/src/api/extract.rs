@@ -36,7 +36,7 @@ where
             .filter(|k| !k.is_empty())
             .ok_or(ApiError::Unauthorized)?;
         services
-            .partner_by_key(key)
+            .admit(key)
             .await?
             .map(Caller)
             .ok_or(ApiError::Unauthorized)

@@ -9,6 +9,18 @@ use super::error::problem_slug;
 /// Every stable code and what it means.
 pub const CODES: &[(&str, &str)] = &[
     (
+        "SUBSCRIPTION_LIMIT_REACHED",
+        "The partner holds as many webhook subscriptions as it may (20 by default, `--max-subscriptions-per-partner`); delete one first.",
+    ),
+    (
+        "SANDBOX_QUOTA_EXCEEDED",
+        "The sandbox keeps each partner small: at most 1,000 users, 20 accounts per user, 1,000 transactions of history per account and 100,000 in all (a server's operator may set other figures).",
+    ),
+    (
+        "RATE_LIMITED",
+        "The partner sent more requests than its rate allows; wait the Retry-After seconds. The RateLimit-Policy and RateLimit headers say the quota and what is left.",
+    ),
+    (
         "UNAUTHORIZED",
         "The x-api-key header is missing, or the key is unknown or revoked.",
     ),

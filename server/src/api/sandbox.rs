@@ -83,26 +83,28 @@ pub struct SetClock {
     offset_seconds: i64,
 }
 
-/// Reads the sandbox clock.
+/// Reads the caller's sandbox clock.
 #[utoipa::path(get, path = "/sandbox/v1/clock", tag = "sandbox",
     responses((status = 200, description = "The clock", body = ClockState)))]
 pub async fn clock(
     State(services): State<Arc<Services>>,
-    Caller(_): Caller,
+    Caller(partner): Caller,
 ) -> Result<Json<ClockState>, ApiError> {
-    Ok(Json(services.clock_state()?))
+    Ok(Json(services.clock_state(partner.id)?))
 }
 
-/// Sets the clock's offset from real time.
+/// Sets the caller's clock's offset from real time (other partners' time does not move).
 #[utoipa::path(post, path = "/sandbox/v1/clock", tag = "sandbox", request_body = SetClock,
     responses((status = 200, description = "The clock", body = ClockState),
               (status = 400, description = "INVALID_BODY", body = Problem, content_type = "application/problem+json")))]
 pub async fn set_clock(
     State(services): State<Arc<Services>>,
-    Caller(_): Caller,
+    Caller(partner): Caller,
     ApiJson(body): ApiJson<SetClock>,
 ) -> Result<Json<ClockState>, ApiError> {
-    Ok(Json(services.set_clock_offset(body.offset_seconds)?))
+    Ok(Json(
+        services.set_clock_offset(partner.id, body.offset_seconds)?,
+    ))
 }
 
 /// Makes the sandbox bank slow or failing for one of the caller's accounts, or for every

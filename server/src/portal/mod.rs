@@ -217,7 +217,7 @@ impl UserPages for Portal {
                 })
                 .collect(),
             has_more,
-            now: self.services.clock.now(),
+            now: self.services.clock.now_for(partner_id(viewer)?),
         })
     }
 
@@ -231,7 +231,7 @@ impl UserPages for Portal {
             user_id: detail.user.user_id.to_string(),
             source: source(detail.user.source),
             external_reference: detail.user.external_reference,
-            now: self.services.clock.now(),
+            now: self.services.clock.now_for(partner_id(viewer)?),
             interval_seconds: self.services.policy.interval().num_seconds(),
             accounts: detail
                 .accounts
@@ -634,11 +634,9 @@ impl SandboxPages for Portal {
             .map_err(told)
     }
 
-    async fn sandbox_shift_clock(
-        &self,
-        _viewer: &Viewer,
-        minutes: i64,
-    ) -> Result<(), ServiceError> {
-        self.services.shift_clock(minutes).map_err(told)
+    async fn sandbox_shift_clock(&self, viewer: &Viewer, minutes: i64) -> Result<(), ServiceError> {
+        self.services
+            .shift_clock(partner_id(viewer)?, minutes)
+            .map_err(told)
     }
 }

@@ -7,6 +7,7 @@
 pub mod events;
 mod jobs;
 mod keys;
+pub mod limits;
 pub mod refresh;
 pub mod sandbox;
 pub mod sessions;
@@ -20,6 +21,7 @@ use freshet_rules::RefreshPolicy;
 use sha2::{Digest, Sha256};
 
 pub use jobs::{JobDetail, JobProgress};
+pub use limits::{ApiRate, Limit, Limits, Throttled};
 pub use refresh::{RefreshAnswer, RefreshCommand, RefreshOutcome};
 pub use users::UserDetail;
 
@@ -79,6 +81,12 @@ pub enum Error {
     /// The server runs no sandbox bank.
     #[error("this server runs no sandbox bank")]
     NoSandboxBank,
+    /// The partner sent more requests than its share of the API.
+    #[error("too many requests from this partner; try again in {} seconds", .0.retry_after_seconds)]
+    Throttled(Throttled),
+    /// A partner's quota would be passed; the text says which and how far it goes.
+    #[error("{1}")]
+    LimitReached(Limit, String),
     /// The request could not be recorded; nothing of it was kept: try again.
     #[error("the refresh could not be recorded; nothing was triggered, try again")]
     NotCommitted,
@@ -101,11 +109,14 @@ pub struct Services {
     pub policy: RefreshPolicy,
     /// Whether the sandbox is on (`/sandbox/v1`, the portal's sandbox page).
     pub sandbox: bool,
+    /// Every partner's quotas.
+    pub limits: Limits,
     refresh: RefreshService,
     partners: PartnerCache,
     sandbox_bank: Option<Arc<SandboxBank>>,
     webhook_targets: TargetPolicy,
     sign_ins: SignInGuard,
+    api_rate: Option<ApiRate>,
 }
 
 impl Services {
@@ -117,10 +128,12 @@ impl Services {
             clock,
             policy,
             sandbox,
+            limits: Limits::default(),
             partners: PartnerCache::default(),
             sandbox_bank: None,
             webhook_targets: TargetPolicy::secure(),
             sign_ins: SignInGuard::default(),
+            api_rate: None,
         }
     }
 
@@ -140,6 +153,11 @@ impl Services {
         }
     }
 
+    /// The same services with other quotas.
+    pub fn with_limits(self, limits: Limits) -> Self {
+        Self { limits, ..self }
+    }
+
     /// The same services, with the sandbox bank whose faults the sandbox sets.
     pub fn with_sandbox_bank(self, bank: Arc<SandboxBank>) -> Self {
         Self {
@@ -148,9 +166,23 @@ impl Services {
         }
     }
 
+    /// The same services, each partner's API requests limited by `rate` (none: unlimited).
+    pub fn with_api_rate(self, api_rate: Option<ApiRate>) -> Self {
+        Self { api_rate, ..self }
+    }
+
     /// The partner holding API key `key`.
     pub async fn partner_by_key(&self, key: &str) -> Result<Option<Partner>, Error> {
         Ok(self.partners.by_key(&self.store, key).await?)
+    }
+
+    /// The partner holding API key `key`, if its share of the API has room for this request.
+    pub async fn admit(&self, key: &str) -> Result<Option<Partner>, Error> {
+        let partner = self.partner_by_key(key).await?;
+        if let (Some(p), Some(rate)) = (&partner, &self.api_rate) {
+            rate.admit(p.id).map_err(Error::Throttled)?;
+        }
+        Ok(partner)
     }
 
     /// A partner by its id.

@@ -149,7 +149,7 @@ async fn writer(
             .collect();
         let decided = store
             .run(&user_ids, &keys, now - IDEMPOTENCY_WINDOW, now, |read| {
-                decide_batch(read, &batch, now, &policy)
+                decide_batch(read, &batch, now, &clock, &policy)
             })
             .await;
         let results = match decided {
@@ -173,6 +173,7 @@ fn decide_batch(
     read: &mut Batch,
     batch: &[Pending],
     now: DateTime<Utc>,
+    clock: &Clock,
     policy: &RefreshPolicy,
 ) -> (Vec<Result<RefreshAnswer, Error>>, BatchWrites) {
     let mut writes = BatchWrites::default();
@@ -182,7 +183,11 @@ fn decide_batch(
             let command = &pending.command;
             match replayed(read, &writes, command) {
                 Some(answer) => answer,
-                None => decide(command, read, &mut writes, now, policy),
+                // Each partner decides on its own time (the sandbox may have moved it).
+                None => {
+                    let now = now + clock.offset_of(command.partner.id);
+                    decide(command, read, &mut writes, now, policy)
+                }
             }
         })
         .collect();

@@ -9,16 +9,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Error, Services};
+use super::{Error, Limit, Services};
 use crate::bank::FetchedTransaction;
 use crate::bank::sandbox::{Fault, FaultKind, FaultScope, PERSONAS, consent_id, history};
 use crate::model::{Account, Partner, User, UserSource, new_id};
-use crate::store::{AccountAtBank, NewAccount, StoreError};
+use crate::store::{AccountAtBank, ConnectQuota, Connected, NewAccount, StoreError};
 
 /// The most accounts one request connects.
 const MAX_ACCOUNTS: usize = 50;
-/// The most transactions of history one account starts with.
-const MAX_TRANSACTIONS: u32 = 1000;
 /// The longest latency a fault may add.
 const MAX_LATENCY_MS: u64 = 600_000;
 const PROVIDERS: &[&str] = &["Monzo", "Starling", "Barclays", "HSBC", "Lloyds", "NatWest"];
@@ -149,7 +147,13 @@ impl Preset {
 
 /// The account to store for `spec`, the `i`th of a request for `partner`: its persona's
 /// history (seeded by `seed`) and the sandbox bank's link.
-fn new_account(i: usize, spec: AccountSpec, partner: Uuid, seed: u64) -> Result<NewAccount, Error> {
+fn new_account(
+    i: usize,
+    spec: AccountSpec,
+    partner: Uuid,
+    seed: u64,
+    max_transactions: u32,
+) -> Result<NewAccount, Error> {
     let persona = spec.persona.unwrap_or_else(|| "salaried".to_owned());
     if !PERSONAS.contains(&persona.as_str()) {
         return Err(Error::Invalid(format!(
@@ -157,9 +161,9 @@ fn new_account(i: usize, spec: AccountSpec, partner: Uuid, seed: u64) -> Result<
         )));
     }
     let count = spec.transaction_count.unwrap_or(0);
-    if count > MAX_TRANSACTIONS {
-        return Err(Error::Invalid(format!(
-            "accounts[{i}].transactionCount must be at most {MAX_TRANSACTIONS}"
+    if count > max_transactions {
+        return Err(Limit::Sandbox.reached(format!(
+            "accounts[{i}].transactionCount must be at most {max_transactions}"
         )));
     }
     let currency = spec.currency.unwrap_or_else(|| "GBP".to_owned());
@@ -221,11 +225,30 @@ impl Services {
         external_reference: Option<&str>,
     ) -> Result<User, Error> {
         self.sandbox_only()?;
-        Ok(self
-            .store
+        self.store
             .users()
-            .create(partner, source, external_reference, self.clock.now())
-            .await?)
+            .create(
+                partner,
+                source,
+                external_reference,
+                self.clock.now_for(partner),
+                self.user_cap(),
+            )
+            .await?
+            .ok_or_else(|| self.users_quota_reached())
+    }
+
+    /// The most users a partner may hold here: bounded on a sandbox server only.
+    pub(super) fn user_cap(&self) -> Option<u32> {
+        self.sandbox
+            .then_some(self.limits.sandbox_users_per_partner)
+    }
+
+    pub(super) fn users_quota_reached(&self) -> Error {
+        Limit::Sandbox.reached(format!(
+            "a partner may hold at most {} users on a sandbox server",
+            self.limits.sandbox_users_per_partner
+        ))
     }
 
     /// Connects accounts in chosen states to one of the partner's users, in one transaction
@@ -244,16 +267,30 @@ impl Services {
             )));
         }
         let seed = u64::from_le_bytes(user_id.as_bytes()[..8].try_into().unwrap_or_default());
+        let max_transactions = self.limits.sandbox_transactions_per_account;
         let accounts = accounts
             .into_iter()
             .enumerate()
-            .map(|(i, a)| new_account(i, a, partner, seed.wrapping_add(i as u64)))
+            .map(|(i, a)| new_account(i, a, partner, seed.wrapping_add(i as u64), max_transactions))
             .collect::<Result<Vec<_>, _>>()?;
-        self.store
+        let quota = ConnectQuota {
+            accounts_per_user: self.limits.sandbox_accounts_per_user,
+            transactions_per_partner: self.limits.sandbox_transactions_per_partner,
+        };
+        let now = self.clock.now_for(partner);
+        match self
+            .store
             .accounts()
-            .connect(partner, user_id, &accounts, initial_fetch, self.clock.now())
+            .connect(partner, user_id, &accounts, initial_fetch, now, quota)
             .await?
-            .ok_or(Error::UserNotFound)
+        {
+            Connected::Accounts(accounts) => Ok(accounts),
+            Connected::NoSuchUser => Err(Error::UserNotFound),
+            Connected::OverQuota => Err(Limit::Sandbox.reached(format!(
+                "a sandbox user may hold at most {} accounts, and a partner's sandbox users at most {} transactions of history",
+                quota.accounts_per_user, quota.transactions_per_partner
+            ))),
+        }
     }
 
     /// A new direct user whose accounts are in the states of `preset`.
@@ -266,7 +303,7 @@ impl Services {
         let user = self
             .sandbox_user(partner.id, UserSource::Direct, Some(external_reference))
             .await?;
-        let accounts = preset.accounts(self.clock.now());
+        let accounts = preset.accounts(self.clock.now_for(partner.id));
         if !accounts.is_empty() {
             self.connect_accounts(partner.id, user.user_id, accounts, false)
                 .await?;
@@ -307,38 +344,41 @@ impl Services {
         Ok(())
     }
 
-    /// The clock now.
-    pub fn clock_state(&self) -> Result<ClockState, Error> {
+    /// The partner's clock now.
+    pub fn clock_state(&self, partner: Uuid) -> Result<ClockState, Error> {
         self.sandbox_only()?;
         Ok(ClockState {
-            now: self.clock.now(),
-            offset_seconds: self.clock.offset().num_seconds(),
+            now: self.clock.now_for(partner),
+            offset_seconds: self.clock.offset_of(partner).num_seconds(),
         })
     }
 
-    /// Sets the clock's offset from real time (within ten years).
-    pub fn set_clock_offset(&self, offset_seconds: i64) -> Result<ClockState, Error> {
+    /// Sets the partner's offset from real time (within ten years); other partners' time
+    /// does not move.
+    pub fn set_clock_offset(
+        &self,
+        partner: Uuid,
+        offset_seconds: i64,
+    ) -> Result<ClockState, Error> {
         self.sandbox_only()?;
         let offset = TimeDelta::try_seconds(offset_seconds)
             .filter(|d| d.num_days().abs() <= 3650)
             .ok_or_else(|| Error::Invalid("offsetSeconds must be within ten years".to_owned()))?;
-        self.clock.set_offset(offset);
-        Ok(ClockState {
-            now: self.clock.now(),
-            offset_seconds: offset.num_seconds(),
-        })
+        self.clock.set_offset_of(partner, offset);
+        self.clock_state(partner)
     }
 
-    /// Moves the clock by `minutes` from where it is (at most a week at a time).
-    pub fn shift_clock(&self, minutes: i64) -> Result<(), Error> {
+    /// Moves the partner's clock by `minutes` from where it is (at most a week at a time,
+    /// within ten years in all).
+    pub fn shift_clock(&self, partner: Uuid, minutes: i64) -> Result<(), Error> {
         self.sandbox_only()?;
         if !(-10_080..=10_080).contains(&minutes) {
             return Err(Error::Invalid(
                 "Shift by at most a week at a time.".to_owned(),
             ));
         }
-        self.clock.shift(TimeDelta::minutes(minutes));
-        Ok(())
+        let seconds = self.clock.offset_of(partner).num_seconds() + minutes * 60;
+        self.set_clock_offset(partner, seconds).map(|_| ())
     }
 }
 

@@ -40,16 +40,17 @@ impl Services {
                 "externalReference must be 1 to {MAX_REFERENCE} characters"
             )));
         }
-        Ok(self
-            .store
+        self.store
             .users()
             .create(
                 partner.id,
                 UserSource::Direct,
                 external_reference,
-                self.clock.now(),
+                self.clock.now_for(partner.id),
+                self.user_cap(),
             )
-            .await?)
+            .await?
+            .ok_or_else(|| self.users_quota_reached())
     }
 
     /// One of the partner's users.

@@ -6,7 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use freshet_rules::EventType;
 use uuid::Uuid;
 
-use super::{Error, Services};
+use super::{Error, Limit, Services};
 use crate::model::webhooks::{Attempt, Subscription, TEST_EVENT_TYPE, WithSecret};
 use crate::store::webhooks::{AttemptCursor, AttemptPoint, SubscriptionChange};
 use crate::webhooks::signature::Secret;
@@ -89,11 +89,24 @@ impl Services {
         let types = self::event_types(event_types)?;
         let url = self.target(target_url).await?;
         let secret = new_secret()?;
+        let cap = self.limits.subscriptions_per_partner;
         let subscription = self
             .store
             .subscriptions()
-            .create(partner, &url, &types, secret.expose(), self.clock.now())
-            .await?;
+            .create(
+                partner,
+                &url,
+                &types,
+                secret.expose(),
+                self.clock.now(),
+                cap,
+            )
+            .await?
+            .ok_or_else(|| {
+                Limit::Subscriptions.reached(format!(
+                    "a partner may hold at most {cap} webhook subscriptions; delete one first"
+                ))
+            })?;
         Ok(WithSecret {
             subscription,
             secret: secret.expose().to_owned(),

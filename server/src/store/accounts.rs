@@ -92,6 +92,26 @@ fn consent_text(status: ConsentStatus) -> &'static str {
     }
 }
 
+/// How much a connection may add to what a user and a partner hold.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectQuota {
+    /// Accounts the user may hold in all.
+    pub accounts_per_user: u32,
+    /// Transactions the partner's users may hold in all (of made-up history).
+    pub transactions_per_partner: u32,
+}
+
+/// What a connection did.
+#[derive(Debug)]
+pub enum Connected {
+    /// The new accounts, in the order asked.
+    Accounts(Vec<Account>),
+    /// The user is not the partner's: nothing was written.
+    NoSuchUser,
+    /// It would pass the quota: nothing was written.
+    OverQuota,
+}
+
 impl Accounts<'_> {
     /// The user's accounts by id, or `None` when the user is not `partner`'s.
     pub async fn of_user(
@@ -128,12 +148,34 @@ impl Accounts<'_> {
         accounts: &[NewAccount],
         initial_fetch: bool,
         now: DateTime<Utc>,
-    ) -> Result<Option<Vec<Account>>, StoreError> {
+        quota: ConnectQuota,
+    ) -> Result<Connected, StoreError> {
         let mut tx = self.begin_write().await?;
         if !super::users::owned_by(&mut tx, partner, user_id).await? {
-            return Ok(None);
+            return Ok(Connected::NoSuchUser);
         }
         let user = user_id.to_string();
+        // Counted inside the write transaction: concurrent connections cannot pass together.
+        let (held_accounts,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM accounts WHERE user_id = ?1")
+                .bind(&user)
+                .fetch_one(&mut *tx)
+                .await?;
+        if held_accounts + accounts.len() as i64 > i64::from(quota.accounts_per_user) {
+            return Ok(Connected::OverQuota);
+        }
+        let adding: usize = accounts.iter().map(|a| a.history.len()).sum();
+        if adding > 0 {
+            let (held,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM transactions WHERE user_id IN (SELECT id FROM users WHERE partner_id = ?1)",
+            )
+            .bind(partner.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+            if held + adding as i64 > i64::from(quota.transactions_per_partner) {
+                return Ok(Connected::OverQuota);
+            }
+        }
         let mut created = Vec::with_capacity(accounts.len());
         for a in accounts {
             let id = a.account_id.to_string();
@@ -188,7 +230,7 @@ impl Accounts<'_> {
             }
         }
         tx.commit().await?;
-        Ok(Some(created))
+        Ok(Connected::Accounts(created))
     }
 
     /// Whether the account belongs to one of `partner`'s users.

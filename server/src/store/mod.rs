@@ -29,7 +29,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-pub use accounts::{AccountAtBank, NewAccount};
+pub use accounts::{AccountAtBank, ConnectQuota, Connected, NewAccount};
 pub use events::{JobEvent, StoredEvent};
 pub use jobs::{ItemTimings, JobSummary, NewJob};
 pub use partners::{ApiKey, CreatedPartner};
@@ -38,7 +38,7 @@ pub use refresh::{Batch, BatchWrites, LoadedUser, RefreshWriter, StoredResponse}
 pub use retention::Pruned;
 pub use transactions::{TransactionFilter, TransactionPage};
 pub use users::UserSummary;
-pub use work::{ClaimedAccount, Outcome};
+pub use work::{ClaimedAccount, Outcome, PartnerScope};
 
 /// What can go wrong below the API. Every variant is an internal error for the client:
 /// "not found" and the like are `Option`s and enums of the calling service.

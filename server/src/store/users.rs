@@ -62,29 +62,38 @@ pub(super) async fn owned_by(
 }
 
 impl Users<'_> {
-    /// Creates a user of `partner`.
+    /// A new user of `partner`, unless it holds `cap` users already (then `None`).
     pub async fn create(
         &self,
         partner: Uuid,
         source: UserSource,
         external_reference: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<User, StoreError> {
+        cap: Option<u32>,
+    ) -> Result<Option<User>, StoreError> {
         let user = User {
             user_id: new_id(),
             source,
             external_reference: external_reference.map(str::to_owned),
             created_at: now,
         };
-        sqlx::query("INSERT INTO users (id, partner_id, source, external_reference, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
-            .bind(user.user_id.to_string())
-            .bind(partner.to_string())
-            .bind(source.as_str())
-            .bind(external_reference)
-            .bind(to_ms(now))
-            .execute(&self.write)
-            .await?;
-        Ok(user)
+        // The count and the insert are one statement: concurrent creations cannot pass the
+        // cap together.
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, partner_id, source, external_reference, created_at)
+             SELECT ?1, ?2, ?3, ?4, ?5
+             WHERE ?6 IS NULL OR (SELECT COUNT(*) FROM users WHERE partner_id = ?2) < ?6",
+        )
+        .bind(user.user_id.to_string())
+        .bind(partner.to_string())
+        .bind(source.as_str())
+        .bind(external_reference)
+        .bind(to_ms(now))
+        .bind(cap.map(i64::from))
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        Ok((inserted == 1).then_some(user))
     }
 
     /// The user, if it exists and belongs to `partner`.

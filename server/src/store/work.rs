@@ -6,8 +6,17 @@ use uuid::Uuid;
 
 use super::accounts::AccountAtBank;
 use super::jobs::{self, NewJob};
-use super::{StoreError, WorkQueue, new_id};
+use super::{StoreError, WorkQueue, json, new_id};
 use crate::model::{JobKind, from_ms, to_ms};
+
+/// Whose accounts a scheduling pass looks at.
+#[derive(Clone, Copy, Debug)]
+pub enum PartnerScope<'a> {
+    /// Only this partner's.
+    Only(Uuid),
+    /// Every partner's but these.
+    AllBut(&'a [Uuid]),
+}
 
 /// An account whose open job items a worker now holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -287,24 +296,37 @@ impl WorkQueue<'_> {
     /// Creates one `SCHEDULED` job per user for the accounts whose consent is valid, that are
     /// not in flight and were last ingested at or before `older_than` (or never): scheduled
     /// refreshes obey consent but not the on-demand interval. At most `limit` accounts a call;
-    /// returns how many it scheduled.
+    /// returns how many it scheduled. `partners` says whose accounts: partners on a time of
+    /// their own (the sandbox clock) are scheduled on it, one by one.
     pub async fn schedule_refreshes(
         &self,
         now: DateTime<Utc>,
         older_than: DateTime<Utc>,
         limit: u32,
+        partners: PartnerScope<'_>,
     ) -> Result<usize, StoreError> {
+        let (only, except) = match partners {
+            PartnerScope::Only(p) => (Some(p.to_string()), String::from("[]")),
+            PartnerScope::AllBut(those) => (
+                None,
+                json(&those.iter().map(Uuid::to_string).collect::<Vec<_>>())?,
+            ),
+        };
         let mut tx = self.begin_write().await?;
         let due: Vec<DueAccount> = sqlx::query_as(
             "SELECT a.id, a.user_id, u.partner_id FROM accounts a JOIN users u ON u.id = a.user_id
              WHERE a.consent_status = 'ACTIVE' AND (a.consent_expires_at IS NULL OR a.consent_expires_at > ?1)
                AND a.in_flight_since IS NULL
                AND (a.last_transaction_refresh_date IS NULL OR a.last_transaction_refresh_date <= ?2)
+               AND (?4 IS NULL OR u.partner_id = ?4)
+               AND u.partner_id NOT IN (SELECT value FROM json_each(?5))
              ORDER BY a.user_id, a.id LIMIT ?3",
         )
         .bind(to_ms(now))
         .bind(to_ms(older_than))
         .bind(limit)
+        .bind(only)
+        .bind(except)
         .fetch_all(&mut *tx)
         .await?;
         // One job per user: the rows come ordered by user.

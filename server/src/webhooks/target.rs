@@ -28,6 +28,14 @@ pub enum TargetError {
     /// The host is, or resolves to, an address that is not public.
     #[error("targetUrl resolves to {0}, which is not a public address")]
     Forbidden(IpAddr),
+    /// A user name or password in the URL: it would be stored and shown back as the target.
+    #[error(
+        "targetUrl must not carry a user name or password; receivers authenticate freshet by the signature"
+    )]
+    Credentials,
+    /// Port 0, which nothing listens on.
+    #[error("targetUrl's port must be 1-65535")]
+    PortZero,
 }
 
 /// Looks up a host's addresses. The system resolver in production; tests may swap in one
@@ -111,6 +119,13 @@ impl TargetPolicy {
         let url = Url::parse(text).map_err(|e| TargetError::Invalid(e.to_string()))?;
         if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
             return Err(TargetError::Invalid(text.to_owned()));
+        }
+        // Never sensible, even when the guard is off for local development.
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(TargetError::Credentials);
+        }
+        if url.port() == Some(0) {
+            return Err(TargetError::PortZero);
         }
         if self.insecure {
             return Ok(url);

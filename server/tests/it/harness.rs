@@ -9,7 +9,7 @@ use freshet_rules::RefreshPolicy;
 use serde_json::{Value, json};
 use server::bank::sandbox::SandboxBank;
 use server::clock::Clock;
-use server::services::Services;
+use server::services::{ApiRate, Limits, Services};
 use server::store::Store;
 use server::webhooks::{Deliverer, DeliveryConfig, TargetPolicy};
 use server::{AppState, router};
@@ -84,6 +84,27 @@ impl TestApp {
     }
 
     pub async fn with_options(sandbox: bool, targets: TargetPolicy) -> Self {
+        Self::build(sandbox, targets, |s| s).await
+    }
+
+    /// A sandbox server whose partners have these quotas.
+    pub async fn with_limits(limits: Limits) -> Self {
+        Self::build(true, TargetPolicy::secure(), |s| s.with_limits(limits)).await
+    }
+
+    /// A sandbox server whose partners each have `rate` of the API.
+    pub async fn with_api_rate(rate: ApiRate) -> Self {
+        Self::build(true, TargetPolicy::secure(), |s| {
+            s.with_api_rate(Some(rate))
+        })
+        .await
+    }
+
+    async fn build(
+        sandbox: bool,
+        targets: TargetPolicy,
+        configure: impl FnOnce(Services) -> Services,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("freshet.db").display());
         let store = Store::open(&url).await.unwrap();
@@ -91,11 +112,11 @@ impl TestApp {
         let clock = Arc::new(Clock::frozen(noon()));
         let policy = RefreshPolicy::default();
         let bank = Arc::new(SandboxBank::new(Arc::clone(&clock)));
-        let services = Arc::new(
+        let services = Arc::new(configure(
             Services::new(store.clone(), Arc::clone(&clock), policy, sandbox)
                 .with_sandbox_bank(Arc::clone(&bank))
                 .with_webhook_targets(targets.clone()),
-        );
+        ));
         let state = AppState::new(std::path::Path::new("target/site"), services);
         let db = sqlx::SqlitePool::connect(&url).await.unwrap();
         Self {

@@ -76,3 +76,61 @@ async fn another_partners_ids_answer_like_unknown_ids_on_every_endpoint() {
         200
     );
 }
+
+/// Finding 3 of the hardening issue: partner A moving its sandbox clock moved B's time too.
+#[tokio::test]
+async fn one_partners_sandbox_clock_moves_only_its_own_time() {
+    use crate::harness::{iso, minutes, noon};
+    let app = TestApp::new().await;
+    let (a, b) = (app.partner(true).await, app.partner(true).await);
+    let five_minutes_ago = Some(noon() - minutes(5));
+    let (user_a, user_b) = (app.user(&a).await, app.user(&b).await);
+    app.connect(&a, &user_a, json!([acct("ACTIVE", five_minutes_ago)]))
+        .await;
+    app.connect(&b, &user_b, json!([acct("ACTIVE", five_minutes_ago)]))
+        .await;
+
+    let set = app
+        .post(
+            "/sandbox/v1/clock",
+            &a,
+            Some(json!({ "offsetSeconds": 3600 })),
+        )
+        .await;
+    assert_eq!(set.status, 200);
+    assert_eq!(set.body["now"], iso(noon() + minutes(60)));
+
+    let theirs = app.get("/sandbox/v1/clock", &b).await;
+    assert_eq!(theirs.body["offsetSeconds"], 0, "B's clock did not move");
+    assert_eq!(theirs.body["now"], iso(noon()));
+    let b_refresh = app.refresh(&b, &user_b).await;
+    assert_eq!(b_refresh.status, 200, "B is still within its 20 minutes");
+    assert_eq!(
+        b_refresh.body["metadata"]["accounts"][0]["reason"],
+        "RATE_LIMITED"
+    );
+    let a_refresh = app.refresh(&a, &user_a).await;
+    assert_eq!(a_refresh.status, 201, "A's own time moved an hour");
+
+    // A's bank data and its account's refresh date are as of A's time.
+    let w = crate::worker::worker(&app).await;
+    while w.run_pending(50).await.unwrap() > 0 {}
+    let accounts = app.get(&format!("/v1/users/{user_a}/accounts"), &a).await;
+    assert_eq!(
+        accounts.body["data"][0]["lastTransactionRefreshDate"],
+        iso(noon() + minutes(60))
+    );
+
+    // The scheduler, too, runs each partner on its own time: six hours on, only A is due.
+    app.post(
+        "/sandbox/v1/clock",
+        &a,
+        Some(json!({ "offsetSeconds": 7 * 3600 })),
+    )
+    .await;
+    let scheduled =
+        server::scheduler::run_once(&app.store, &app.clock, chrono::TimeDelta::hours(6))
+            .await
+            .unwrap();
+    assert_eq!(scheduled, 1, "A's account only");
+}

@@ -208,12 +208,10 @@ async fn the_sandbox_clock_sets_an_offset_from_real_time() {
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["offsetSeconds"], 3600);
-    let now = chrono::DateTime::parse_from_rfc3339(r.body["now"].as_str().unwrap()).unwrap();
-    let lead = now.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    assert!(
-        lead > chrono::TimeDelta::minutes(59) && lead < chrono::TimeDelta::minutes(61),
-        "{lead}"
-    );
+    // The test server's clock stands at noon; the partner's runs an hour ahead of it.
+    assert_eq!(r.body["now"], iso(noon() + chrono::TimeDelta::hours(1)));
+    let read = app.get("/sandbox/v1/clock", &key).await;
+    assert_eq!(read.body, r.body, "the offset stays set");
 }
 
 #[tokio::test]
@@ -270,4 +268,111 @@ async fn portal_users_have_unique_emails_whatever_their_case_and_real_passwords(
         .unwrap();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     assert!(!hash.contains("correct horse"));
+}
+
+/// Finding 10 of the hardening issue: three requests put 114 MB on one user. Now every
+/// quota is refused whole (nothing written), and another partner is not held up.
+#[tokio::test]
+async fn the_sandbox_keeps_each_partner_within_its_quotas() {
+    let app = TestApp::with_limits(server::services::Limits {
+        sandbox_users_per_partner: 3,
+        sandbox_accounts_per_user: 4,
+        sandbox_transactions_per_account: 50,
+        sandbox_transactions_per_partner: 120,
+        ..Default::default()
+    })
+    .await;
+    let (key, other) = (app.partner(true).await, app.partner(true).await);
+    let history =
+        |n: u32| json!({ "lastTransactionRefreshDate": iso(noon()), "transactionCount": n });
+    let user = app.user(&key).await;
+    let connect = |user: String, accounts: Vec<serde_json::Value>| {
+        let app = &app;
+        let key = key.clone();
+        async move {
+            app.post(
+                &format!("/sandbox/v1/users/{user}/accounts"),
+                &key,
+                Some(json!({ "accounts": accounts })),
+            )
+            .await
+        }
+    };
+    connect(user.clone(), vec![history(51)])
+        .await
+        .assert_problem(422, "SANDBOX_QUOTA_EXCEEDED");
+    assert_eq!(
+        connect(user.clone(), vec![history(50), history(50)])
+            .await
+            .status,
+        201
+    );
+    // 100 held: 21 more would pass the partner's 120.
+    let before = app.footprint().await;
+    connect(user.clone(), vec![history(21)])
+        .await
+        .assert_problem(422, "SANDBOX_QUOTA_EXCEEDED");
+    // Three accounts more would make five on one user.
+    connect(user.clone(), vec![json!({}), json!({}), json!({})])
+        .await
+        .assert_problem(422, "SANDBOX_QUOTA_EXCEEDED");
+    assert_eq!(
+        app.footprint().await,
+        before,
+        "a refused request wrote nothing"
+    );
+    assert_eq!(
+        connect(user.clone(), vec![json!({}), json!({})])
+            .await
+            .status,
+        201
+    );
+
+    // Users: three in all, whichever way they were made.
+    app.post(
+        "/sandbox/v1/users",
+        &key,
+        Some(json!({ "source": "MARKETPLACE" })),
+    )
+    .await;
+    app.post("/v1/users", &key, None).await;
+    app.post("/v1/users", &key, None)
+        .await
+        .assert_problem(422, "SANDBOX_QUOTA_EXCEEDED");
+    app.post(
+        "/sandbox/v1/users",
+        &key,
+        Some(json!({ "source": "MARKETPLACE" })),
+    )
+    .await
+    .assert_problem(422, "SANDBOX_QUOTA_EXCEEDED");
+    assert_eq!(app.post("/v1/users", &other, None).await.status, 201);
+}
+
+/// Finding 8 of the hardening issue: one partner's flood took another's time. Past its
+/// bucket a partner is refused at once, with when to come back; the other is served.
+#[tokio::test]
+async fn a_partner_past_its_api_rate_gets_429_and_another_partner_does_not() {
+    let app = TestApp::with_api_rate(server::services::ApiRate::new(1, 10)).await;
+    let (a, b) = (app.partner(true).await, app.partner(true).await);
+    let user = app.user(&a).await;
+    // The user's creation took one token: nine more, then the bucket is empty.
+    let path = format!("/v1/users/{user}/accounts");
+    let replies = futures_util::future::join_all((0..12).map(|_| app.get(&path, &a))).await;
+    assert_eq!(replies.iter().filter(|r| r.status == 200).count(), 9);
+    let refused = replies.iter().find(|r| r.status == 429).unwrap();
+    refused.assert_problem(429, "RATE_LIMITED");
+    assert_eq!(refused.headers["retry-after"], "1");
+    assert_eq!(refused.headers["ratelimit-policy"], "\"partner\";q=10;w=10");
+    assert_eq!(refused.headers["ratelimit"], "\"partner\";r=0;t=1");
+    let theirs = app.user(&b).await;
+    assert_eq!(
+        app.get(&format!("/v1/users/{theirs}"), &b).await.status,
+        200,
+        "B is not held up"
+    );
+    // A key nobody holds is still a 401, not counted against anyone.
+    app.get(&path, "nobody's key")
+        .await
+        .assert_problem(401, "UNAUTHORIZED");
 }

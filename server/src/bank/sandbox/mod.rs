@@ -261,7 +261,9 @@ async fn transactions(
             None => {}
         }
     }
-    let now = bank.clock.now();
+    // The bank's data moves with the partner's own (sandbox) time.
+    let now =
+        uuid::Uuid::parse_str(partner).map_or_else(|_| bank.clock.now(), |p| bank.clock.now_for(p));
     let oldest = now - TimeDelta::days(HISTORY_DAYS);
     let from = query.from.map_or(oldest, |f| f.max(oldest));
     let all = schedule(persona, &account_id, from, now);

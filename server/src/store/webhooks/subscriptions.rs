@@ -48,7 +48,7 @@ impl SubscriptionRow {
 }
 
 impl Subscriptions<'_> {
-    /// Creates a subscription of `partner`.
+    /// A new active subscription, unless `partner` holds `cap` already (then `None`).
     pub async fn create(
         &self,
         partner: Uuid,
@@ -56,11 +56,15 @@ impl Subscriptions<'_> {
         event_types: &[String],
         secret: &str,
         now: DateTime<Utc>,
-    ) -> Result<Subscription, StoreError> {
+        cap: u32,
+    ) -> Result<Option<Subscription>, StoreError> {
         let id = new_id();
-        sqlx::query(
+        // The count and the insert are one statement, so concurrent creations cannot pass
+        // the cap together.
+        let inserted = sqlx::query(
             "INSERT INTO webhook_subscriptions (id, partner_id, target_url, event_types, secret, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?6
+             WHERE (SELECT COUNT(*) FROM webhook_subscriptions WHERE partner_id = ?2) < ?7",
         )
         .bind(id.to_string())
         .bind(partner.to_string())
@@ -68,9 +72,14 @@ impl Subscriptions<'_> {
         .bind(json(&event_types)?)
         .bind(secret)
         .bind(to_ms(now))
+        .bind(i64::from(cap))
         .execute(&self.write)
-        .await?;
-        Ok(Subscription {
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(None);
+        }
+        Ok(Some(Subscription {
             subscription_id: id,
             target_url: target_url.to_owned(),
             event_types: event_types.to_vec(),
@@ -79,7 +88,7 @@ impl Subscriptions<'_> {
             previous_secret_expires_at: None,
             created_at: now,
             updated_at: now,
-        })
+        }))
     }
 
     /// `partner`'s subscriptions, oldest first.

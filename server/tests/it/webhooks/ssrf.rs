@@ -134,3 +134,79 @@ async fn redirects_are_never_followed() {
         "a 3xx is retried like any failure"
     );
 }
+
+/// Finding 11 of the hardening issue: credentials in a target were stored and echoed back,
+/// and port 0 was taken — even with the guard off for local development.
+#[tokio::test]
+async fn targets_with_credentials_or_port_zero_are_refused_and_not_echoed() {
+    let app = TestApp::insecure_webhooks().await;
+    let key = app.partner(true).await;
+    for url in [
+        "https://user:pass@example.com/hooks",
+        "https://user@example.com/hooks",
+        "http://:secret@127.0.0.1:8080/hooks",
+        "https://example.com:0/hooks",
+    ] {
+        let r = app
+            .post(
+                "/v1/webhooks/subscriptions",
+                &key,
+                Some(json!({ "targetUrl": url, "eventTypes": [SUCCEEDED] })),
+            )
+            .await;
+        r.assert_problem(400, "INVALID_WEBHOOK_TARGET");
+        let detail = r.body["detail"].as_str().unwrap();
+        assert!(
+            !detail.contains("user:pass") && !detail.contains(":secret@"),
+            "{detail}"
+        );
+    }
+    assert_eq!(app.count("webhook_subscriptions").await, 0);
+}
+
+/// Finding 4 of the hardening issue: no cap on subscriptions per partner.
+#[tokio::test]
+async fn a_partner_holds_at_most_twenty_subscriptions() {
+    let app = TestApp::insecure_webhooks().await;
+    let (key, other) = (app.partner(true).await, app.partner(true).await);
+    let create = |key: String| {
+        let app = &app;
+        async move {
+            app.post(
+                "/v1/webhooks/subscriptions",
+                &key,
+                Some(json!({ "targetUrl": "http://127.0.0.1:9/hooks", "eventTypes": [SUCCEEDED] })),
+            )
+            .await
+        }
+    };
+    // Concurrently, so that the cap is seen to hold under a race, not only in sequence.
+    let replies = futures_util::future::join_all((0..25).map(|_| create(key.clone()))).await;
+    let created = replies.iter().filter(|r| r.status == 201).count();
+    assert_eq!(created, 20);
+    for r in replies.iter().filter(|r| r.status != 201) {
+        r.assert_problem(422, "SUBSCRIPTION_LIMIT_REACHED");
+    }
+    assert_eq!(
+        create(other).await.status,
+        201,
+        "another partner has its own cap"
+    );
+    // Deleting one makes room.
+    let id = replies.iter().find(|r| r.status == 201).unwrap().body["subscriptionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.call(
+            axum::http::Method::DELETE,
+            &format!("/v1/webhooks/subscriptions/{id}"),
+            Some(&key),
+            None
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(create(key).await.status, 201);
+}
