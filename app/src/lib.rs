@@ -26,6 +26,8 @@ const LOCAL_TIMES: &str = "(function(){function f(){document.querySelectorAll('t
 
 /// The document around every page; the server renders it, the browser hydrates `<body>`.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    content_security_policy();
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -37,9 +39,30 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             </head>
             <body>
                 <App />
-                <script>{LOCAL_TIMES}</script>
+                <script nonce=leptos::nonce::use_nonce()>{LOCAL_TIMES}</script>
             </body>
         </html>
+    }
+}
+
+/// Only this page's own scripts run (those carrying its nonce, and what they load: the
+/// bundle and its wasm), only this site is spoken to, and no other site may frame it.
+/// Set while the shell renders, before the first byte is sent.
+#[cfg(feature = "ssr")]
+fn content_security_policy() {
+    let (Some(nonce), Some(response)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) else {
+        return;
+    };
+    let policy = format!(
+        "default-src 'self'; script-src 'nonce-{nonce}' 'strict-dynamic' 'wasm-unsafe-eval'; \
+         style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; \
+         base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    );
+    if let Ok(value) = http::HeaderValue::from_str(&policy) {
+        response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
     }
 }
 

@@ -108,6 +108,28 @@ async fn cache_control(
     response
 }
 
+/// Every portal response: no framing by other sites (clickjacking), no sniffing, no
+/// referrer beyond this site, and no copy kept by any cache — pages show partners' data,
+/// and some show a secret once. The page's Content-Security-Policy, which needs the
+/// page's nonce, is the shell's (`app::shell`).
+async fn portal_headers(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
 /// The portal's routes, generated once per process. Leptos numbers routes from a global
 /// counter while it generates the list; generating it again while another router renders
 /// a page (as parallel tests did) made that render wait forever.
@@ -140,7 +162,8 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state.services),
             session::gate,
-        ));
+        ))
+        .layer(axum::middleware::from_fn(portal_headers));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(api::routes::<AppState>(state.services.sandbox))

@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, RawPathParams, Request};
 use axum::http::header;
 use axum::http::request::Parts;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::model::Partner;
+use crate::model::{Partner, canonical_id};
 use crate::services::Services;
 
 /// The most a request body may hold.
@@ -55,6 +55,18 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // Ids only in their one form: `{…}`, `urn:uuid:`, unhyphenated or upper-case
+        // spellings of an id are not that id.
+        if let Ok(raw) = RawPathParams::from_request_parts(parts, state).await
+            && let Some((name, _)) = raw
+                .iter()
+                .find(|(_, v)| uuid::Uuid::try_parse(v).is_ok() && canonical_id(v).is_none())
+        {
+            return Err(ApiError::BadRequest(
+                "INVALID_PATH_PARAMETER",
+                format!("{name} must be a lowercase, hyphenated UUID"),
+            ));
+        }
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(t)| Self(t))

@@ -15,6 +15,15 @@ pub fn new_id() -> Uuid {
     Uuid::now_v7()
 }
 
+/// `text` as an id, only in the contract's one form: lowercase, hyphenated (the `uuid`
+/// parser also takes `{…}`, `urn:uuid:`, unhyphenated and upper-case forms, which would
+/// make one resource answer at many paths).
+pub fn canonical_id(text: &str) -> Option<Uuid> {
+    Uuid::try_parse(text)
+        .ok()
+        .filter(|id| id.hyphenated().encode_lower(&mut Uuid::encode_buffer()) == text)
+}
+
 pub(crate) fn ts<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&freshet_rules::format_timestamp(*at))
 }
@@ -296,4 +305,24 @@ pub fn envelope(
         text(event_id),
         text(&freshet_rules::format_timestamp(created_at)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_lowercase_hyphenated_ids_are_ids() {
+        let id = "0191c2a4-7e7b-7c3e-9d4e-3a2b1c0d9e8f";
+        assert!(canonical_id(id).is_some());
+        for other in [
+            "0191C2A4-7E7B-7C3E-9D4E-3A2B1C0D9E8F",
+            "{0191c2a4-7e7b-7c3e-9d4e-3a2b1c0d9e8f}",
+            "urn:uuid:0191c2a4-7e7b-7c3e-9d4e-3a2b1c0d9e8f",
+            "0191c2a47e7b7c3e9d4e3a2b1c0d9e8f",
+            "not an id",
+        ] {
+            assert_eq!(canonical_id(other), None, "{other}");
+        }
+    }
 }

@@ -102,7 +102,7 @@ fn partner_id(viewer: &Viewer) -> Result<Uuid, ServiceError> {
 
 /// Another partner's id and a malformed one read the same: not found.
 fn id(text: &str) -> Result<Uuid, ServiceError> {
-    Uuid::parse_str(text.trim()).map_err(|_| ServiceError::NotFound)
+    crate::model::canonical_id(text.trim()).ok_or(ServiceError::NotFound)
 }
 
 fn job_state(status: JobStatus) -> JobState {

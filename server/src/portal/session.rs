@@ -212,9 +212,7 @@ pub async fn sign_in(
     // Only our own paths: `next` must not send anyone to another site.
     let to = same_site_path(&next);
     let mut response = redirect(to);
-    let secure = headers
-        .get("x-forwarded-proto")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let secure = reached_over_https(&headers);
     let cookie = format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
         TTL.num_seconds(),
@@ -224,6 +222,27 @@ pub async fn sign_in(
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response
+}
+
+/// Whether a proxy in front says the browser came over https: `X-Forwarded-Proto: https`
+/// or the standard `Forwarded: proto=https` (RFC 7239), which freshet behind TLS
+/// termination cannot see for itself. Believing a forged one only makes the forger's own
+/// cookie `Secure`.
+fn reached_over_https(headers: &HeaderMap) -> bool {
+    let forwarded_proto = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let forwarded = headers
+        .get_all(header::FORWARDED)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .any(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("proto")
+                && value.trim().trim_matches('"').eq_ignore_ascii_case("https")
+        });
+    forwarded_proto || forwarded
 }
 
 /// `POST /auth/sign-out`.
@@ -334,6 +353,29 @@ mod tests {
             ("origin", "http://portal.example:3000"),
             ("sec-fetch-site", "cross-site")
         ])));
+    }
+
+    #[test]
+    fn https_is_read_from_either_proxy_header() {
+        let with = |name: &'static str, value: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(value));
+            h
+        };
+        assert!(reached_over_https(&with("x-forwarded-proto", "https")));
+        assert!(reached_over_https(&with(
+            "forwarded",
+            "for=192.0.2.60;proto=https;by=203.0.113.43"
+        )));
+        assert!(reached_over_https(&with(
+            "forwarded",
+            "for=\"[2001:db8::1]\";Proto=\"HTTPS\""
+        )));
+        assert!(!reached_over_https(&with(
+            "forwarded",
+            "for=192.0.2.60;proto=http"
+        )));
+        assert!(!reached_over_https(&HeaderMap::new()));
     }
 
     #[test]

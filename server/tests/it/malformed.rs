@@ -249,3 +249,27 @@ async fn the_problem_type_links_to_a_page_about_the_code() {
             .contains("INVALID_PATH_PARAMETER")
     );
 }
+
+/// Finding 11 of the hardening issue: one user answered at many paths (`{…}`, `urn:uuid:`,
+/// unhyphenated, upper-case). Only the contract's form is an id; the others are 400.
+#[tokio::test]
+async fn only_lowercase_hyphenated_ids_name_a_resource() {
+    let app = crate::harness::TestApp::new().await;
+    let key = app.partner(true).await;
+    let user = app.user(&key).await;
+    assert_eq!(
+        app.get(&format!("/v1/users/{user}"), &key).await.status,
+        200
+    );
+    let simple: String = user.chars().filter(|c| *c != '-').collect();
+    for other in [
+        user.to_uppercase(),
+        format!("%7B{user}%7D"),
+        format!("urn:uuid:{user}"),
+        simple,
+    ] {
+        app.get(&format!("/v1/users/{other}/accounts"), &key)
+            .await
+            .assert_problem(400, "INVALID_PATH_PARAMETER");
+    }
+}

@@ -10,6 +10,7 @@ use crate::harness::{TestApp, acct, minutes, noon};
 
 struct Page {
     status: StatusCode,
+    headers: axum::http::HeaderMap,
     location: Option<String>,
     set_cookie: Option<String>,
     body: String,
@@ -28,9 +29,11 @@ async fn send(app: &TestApp, request: Request<Body>) -> Page {
         header(header::LOCATION),
         header(header::SET_COOKIE),
     );
+    let headers = response.headers().clone();
     let body = to_bytes(response.into_body(), 1 << 22).await.unwrap();
     Page {
         status,
+        headers,
         location,
         set_cookie,
         body: String::from_utf8_lossy(&body).into_owned(),
@@ -249,6 +252,56 @@ async fn a_user_page_arrives_whole_with_accounts_preview_and_island() {
     );
     let list = get(&app, "/", Some(&session)).await;
     assert!(list.body.contains(&user), "the users list links the user");
+}
+
+/// Finding 11 of the hardening issue: no CSP, no frame protection, secrets cacheable.
+#[tokio::test]
+async fn pages_carry_a_nonce_csp_and_are_neither_framed_nor_cached() {
+    let app = TestApp::new().await;
+    let (key, session) = staff(&app, "ops@acme.example").await;
+    let user = app.user(&key).await;
+    for path in [
+        "/".to_owned(),
+        format!("/users/{user}"),
+        "/webhooks".to_owned(),
+    ] {
+        let page = get(&app, &path, Some(&session)).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        let header = |name: &str| page.headers[name].to_str().unwrap().to_owned();
+        let csp = header("content-security-policy");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(csp.contains("object-src 'none'"), "{csp}");
+        let nonce = csp
+            .split("'nonce-")
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next())
+            .expect("script-src names a nonce");
+        assert!(nonce.len() >= 16, "{nonce}");
+        let scripts = page.body.matches("<script").count();
+        assert!(scripts >= 2, "the hydration and local-time scripts");
+        assert_eq!(
+            page.body.matches(&format!("nonce=\"{nonce}\"")).count(),
+            scripts,
+            "every script carries this response's nonce: {}",
+            page.body
+        );
+        assert_eq!(header("x-frame-options"), "DENY");
+        assert_eq!(header("cache-control"), "no-store");
+        assert_eq!(header("referrer-policy"), "same-origin");
+        assert_eq!(header("x-content-type-options"), "nosniff");
+    }
+    let again = get(&app, "/", Some(&session)).await;
+    assert!(
+        !again.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains(
+                get(&app, "/", Some(&session)).await.headers["content-security-policy"]
+                    .to_str()
+                    .unwrap()
+            ),
+        "a fresh nonce per response"
+    );
 }
 
 #[tokio::test]
