@@ -201,8 +201,17 @@ mod ssr {
         Ok((services, viewer))
     }
 
-    /// What the browser is told for each kind of failure.
+    /// What the browser is told for each kind of failure, with its status: 404, 400 (the
+    /// message says what to change), or 500 (ours; logged, never detailed).
     pub fn to_client(e: ServiceError) -> leptos::prelude::ServerFnError {
+        let status = match &e {
+            ServiceError::NotFound => http::StatusCode::NOT_FOUND,
+            ServiceError::Invalid(_) => http::StatusCode::BAD_REQUEST,
+            ServiceError::Internal(_) => http::StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(status);
+        }
         match e {
             ServiceError::NotFound => leptos::prelude::ServerFnError::new(super::NOT_FOUND),
             ServiceError::Invalid(m) => leptos::prelude::ServerFnError::new(m),

@@ -6,6 +6,7 @@ use app::services::Services;
 use app::{App, shell};
 use axum::Router;
 use axum::extract::FromRef;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
@@ -130,6 +131,45 @@ async fn portal_headers(
     response
 }
 
+/// The most a portal request body may hold: its forms and server-function calls are small.
+const PORTAL_BODY_LIMIT: usize = 64 * 1024;
+
+/// Server functions answer every failure 500, also the caller's own (a missing or
+/// malformed argument, a body too large): those become 400 and 413, with the same body
+/// (the message the page shows). Failures of the functions themselves set their own
+/// status (`app::services::to_client`).
+async fn server_fn_statuses(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    let response = next.run(req).await;
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR
+        || !response.headers().contains_key("serverfnerror")
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, PORTAL_BODY_LIMIT).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let kind = bytes.split(|b| *b == b'|').next().unwrap_or_default();
+    if matches!(
+        kind,
+        b"Args" | b"MissingArg" | b"Deserialization" | b"Request"
+    ) {
+        let too_large = bytes
+            .windows(b"length limit exceeded".len())
+            .any(|w| w == b"length limit exceeded");
+        parts.status = if too_large {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+    }
+    axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
 /// The portal's routes, generated once per process. Leptos numbers routes from a global
 /// counter while it generates the list; generating it again while another router renders
 /// a page (as parallel tests did) made that render wait forever.
@@ -162,6 +202,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state.services),
             session::gate,
+        ))
+        .layer(axum::middleware::from_fn(server_fn_statuses))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            PORTAL_BODY_LIMIT,
         ))
         .layer(axum::middleware::from_fn(portal_headers));
     Router::new()

@@ -311,6 +311,7 @@ async fn another_partners_user_is_not_found_in_the_portal() {
     let (_, other_session) = staff(&app, "ops@rival.example").await;
     let user = app.user(&key).await;
     let page = get(&app, &format!("/users/{user}"), Some(&other_session)).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
     assert!(
         page.body.contains("data-testid=\"not-found\""),
         "{}",
@@ -646,4 +647,66 @@ async fn a_flood_of_anonymous_sign_ins_keeps_the_servers_memory_bounded() {
     // with a hashing slot per core, a few tens of MiB.
     let peak = peak_rss_mib(server.child.id());
     assert!(peak < 300, "the server's peak RSS was {peak} MiB");
+}
+
+/// Finding 9 of the hardening issue: server functions answered 500 to the caller's own
+/// mistakes. Now: 400 for a missing or malformed argument or a refused value, 404 for what
+/// is not there, 413 for a body too large — each with the message the page shows.
+#[tokio::test]
+async fn server_functions_answer_client_errors_with_4xx() {
+    use leptos::server_fn::ServerFn;
+    let app = TestApp::new().await;
+    let (_, session) = staff(&app, "ops@acme.example").await;
+    let call = |path: &'static str, body: Vec<u8>| {
+        let request = Request::post(path)
+            .header(header::COOKIE, session.as_str())
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap();
+        send(&app, request)
+    };
+    let cases: Vec<(&'static str, Vec<u8>, StatusCode, &str)> = vec![
+        (
+            app::services::GetUsers::PATH,
+            b"query=".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "",
+        ),
+        (
+            app::services::GetUsers::PATH,
+            b"query=&page=abc".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "",
+        ),
+        (
+            app::services::GetUser::PATH,
+            format!("user_id={}", uuid::Uuid::new_v4()).into_bytes(),
+            StatusCode::NOT_FOUND,
+            app::services::NOT_FOUND,
+        ),
+        (
+            app::services::SandboxShiftClock::PATH,
+            b"minutes=100000".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "at most a week",
+        ),
+        (
+            app::services::GetUsers::PATH,
+            [b"query=".as_slice(), &vec![b'a'; 2 << 20], b"&page=1"].concat(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "",
+        ),
+    ];
+    for (path, body, status, says) in cases {
+        let reply = call(path, body).await;
+        assert_eq!(reply.status, status, "{path}: {}", reply.body);
+        assert!(reply.body.contains(says), "{path}: {}", reply.body);
+    }
+    // And a good call still answers 200.
+    assert_eq!(
+        call(app::services::GetUsers::PATH, b"query=&page=1".to_vec())
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
