@@ -11,11 +11,13 @@ use futures_util::{Stream, StreamExt};
 use crate::services::events::envelope;
 use crate::store::StoredEvent;
 
-/// `events` as an SSE response, with a keep-alive comment every 15 seconds.
+/// `events` as an SSE response, with a keep-alive comment every 15 seconds, until `ends`
+/// resolves (the grant it was opened with is revoked): then the response ends.
 pub fn response(
     events: impl Stream<Item = StoredEvent> + Send + 'static,
+    ends: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let events = events.map(|e| {
+    let events = events.take_until(ends).map(|e| {
         Ok(Event::default()
             .id(e.seq.to_string())
             .event(&e.event_type)

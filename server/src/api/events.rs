@@ -13,7 +13,7 @@ use futures_util::Stream;
 use super::error::ApiError;
 use super::extract::Caller;
 use crate::services::Services;
-use crate::services::events::{Resume, resume_from};
+use crate::services::events::{Grant, Resume, resume_from};
 
 /// Streams the caller's events after `Last-Event-ID` (or from now on when absent).
 #[utoipa::path(get, path = "/v1/events", tag = "events",
@@ -40,7 +40,15 @@ pub async fn stream(
         None => None,
     };
     let after = services.stream_start(partner.id, after).await?;
+    // The key was there: `Caller` read it. The stream lasts as long as the key does.
+    let key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let ends = Arc::clone(&services).revoked(Grant::ApiKey(key));
     Ok(crate::sse::response(
         services.event_stream(partner.id, after),
+        ends,
     ))
 }

@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::services::Services;
-use crate::services::events::{Resume, resume_from};
+use crate::services::events::{Grant, Resume, resume_from};
 use crate::services::sessions::{SignIn, TTL};
 
 /// The session cookie's name.
@@ -284,7 +284,12 @@ pub async fn events(
         None => None,
     };
     match services.stream_start(partner, after).await {
-        Ok(after) => crate::sse::response(services.event_stream(partner, after)).into_response(),
+        Ok(after) => {
+            // The gate found a session: the stream lasts as long as it does.
+            let token = session_token(&headers).unwrap_or_default();
+            let ends = Arc::clone(&services).revoked(Grant::Session(token));
+            crate::sse::response(services.event_stream(partner, after), ends).into_response()
+        }
         Err(e) => {
             tracing::error!(error = %e, "starting a portal event stream");
             (StatusCode::SERVICE_UNAVAILABLE, "try again in a moment").into_response()

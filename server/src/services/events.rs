@@ -4,6 +4,7 @@
 //! by each commit that appends events.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::Stream;
@@ -31,6 +32,19 @@ pub fn resume_from(last_event_id: Option<&str>) -> Option<Resume> {
     })
 }
 
+/// What a stream was opened with: it ends when that no longer holds.
+#[derive(Clone, Debug)]
+pub enum Grant {
+    /// An API key (`GET /v1/events`).
+    ApiKey(String),
+    /// A portal session's token (`/portal/events`).
+    Session(String),
+}
+
+/// How often an open stream checks its grant when nothing here revoked anything: for a
+/// session's expiry, and for revocations made by another process.
+const RECHECK: Duration = Duration::from_secs(1);
+
 struct Cursor {
     store: Store,
     partner: Uuid,
@@ -47,6 +61,28 @@ impl Services {
             Some(seq) => Ok(seq),
             None => Ok(self.store.events().last_seq(partner).await?),
         }
+    }
+
+    /// Resolves once `grant` no longer holds: checked at once on every revocation made
+    /// here (a key revoked, a session ended), and every second. A failure to check is not
+    /// a revocation: the stream goes on.
+    pub async fn revoked(self: Arc<Self>, grant: Grant) {
+        let mut revocations = self.revocations.subscribe();
+        loop {
+            let _ = tokio::time::timeout(RECHECK, revocations.changed()).await;
+            let gone = match &grant {
+                Grant::ApiKey(key) => matches!(self.partner_by_key(key).await, Ok(None)),
+                Grant::Session(token) => matches!(self.session(token).await, Ok(None)),
+            };
+            if gone {
+                return;
+            }
+        }
+    }
+
+    /// Tells open streams that a grant may have ended.
+    pub(super) fn revoked_something(&self) {
+        self.revocations.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// `partner`'s events after position `after`, forever. A slow reader is never dropped:

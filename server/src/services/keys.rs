@@ -30,6 +30,8 @@ impl Services {
         {
             // Cached keys would keep working until a restart otherwise.
             self.partners.forget_all();
+            // Streams opened with it end.
+            self.revoked_something();
             Ok(())
         } else {
             Err(Error::KeyNotFound)

@@ -117,6 +117,8 @@ pub struct Services {
     webhook_targets: TargetPolicy,
     sign_ins: SignInGuard,
     api_rate: Option<ApiRate>,
+    /// Bumped at every revocation, so that open streams check their grant at once.
+    revocations: tokio::sync::watch::Sender<u64>,
 }
 
 impl Services {
@@ -134,6 +136,7 @@ impl Services {
             webhook_targets: TargetPolicy::secure(),
             sign_ins: SignInGuard::default(),
             api_rate: None,
+            revocations: tokio::sync::watch::Sender::new(0),
         }
     }
 

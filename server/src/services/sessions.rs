@@ -256,13 +256,14 @@ impl Services {
             .await?)
     }
 
-    /// Ends a session.
+    /// Ends a session, and the streams opened with it.
     pub async fn sign_out(&self, token: &str) -> Result<(), Error> {
-        Ok(self
-            .store
+        self.store
             .portal_users()
             .end_session(token, self.clock.now())
-            .await?)
+            .await?;
+        self.revoked_something();
+        Ok(())
     }
 }
 

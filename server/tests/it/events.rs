@@ -194,3 +194,43 @@ async fn events_older_than_seven_days_go_with_their_ended_deliveries_and_nothing
         server::store::Pruned::default()
     );
 }
+
+impl Stream {
+    /// Whether the server ended the stream within `wait` (keep-alives and events skipped).
+    async fn ends_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Ok(None) => return true,
+                Ok(Some(_)) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// Finding 7 of the hardening issue: revoking a key left its open stream flowing.
+#[tokio::test]
+async fn revoking_a_key_ends_the_streams_opened_with_it() {
+    let app = TestApp::new().await;
+    let key = app.partner(true).await;
+    let partner = app.services.partner_by_key(&key).await.unwrap().unwrap().id;
+    let second = app.services.create_api_key(partner).await.unwrap();
+    let mut revoked = Stream::open(&app, &key, None).await;
+    let mut kept = Stream::open(&app, &second, None).await;
+    let id = app
+        .services
+        .api_keys(partner)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| key.starts_with(&k.prefix))
+        .unwrap()
+        .id;
+    app.services.revoke_api_key(partner, &id).await.unwrap();
+    assert!(revoked.ends_within(Duration::from_secs(3)).await);
+    assert!(
+        !kept.ends_within(Duration::from_millis(1500)).await,
+        "the partner's other key still streams"
+    );
+}

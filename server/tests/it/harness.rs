@@ -40,6 +40,7 @@ pub struct TestApp {
     pub store: Store,
     pub bank: Arc<SandboxBank>,
     pub targets: TargetPolicy,
+    pub services: Arc<Services>,
     _dir: tempfile::TempDir,
 }
 
@@ -117,7 +118,7 @@ impl TestApp {
                 .with_sandbox_bank(Arc::clone(&bank))
                 .with_webhook_targets(targets.clone()),
         ));
-        let state = AppState::new(std::path::Path::new("target/site"), services);
+        let state = AppState::new(std::path::Path::new("target/site"), Arc::clone(&services));
         let db = sqlx::SqlitePool::connect(&url).await.unwrap();
         Self {
             router: router(state),
@@ -126,6 +127,7 @@ impl TestApp {
             store,
             bank,
             targets,
+            services,
             _dir: dir,
         }
     }

@@ -710,3 +710,38 @@ async fn server_functions_answer_client_errors_with_4xx() {
         StatusCode::OK
     );
 }
+
+/// Finding 7 of the hardening issue: signing out left the session's event stream flowing.
+#[tokio::test]
+async fn signing_out_ends_the_sessions_event_stream() {
+    use futures_util::StreamExt;
+    let app = TestApp::new().await;
+    let (_, session) = staff(&app, "ops@acme.example").await;
+    let response = app
+        .router
+        .clone()
+        .oneshot(
+            Request::get("/portal/events")
+                .header(header::COOKIE, session.as_str())
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body().into_data_stream();
+    let signed_out = send(
+        &app,
+        Request::post("/auth/sign-out")
+            .header(header::COOKIE, session.as_str())
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(signed_out.status, StatusCode::SEE_OTHER);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(3), async {
+        while body.next().await.is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ended with the session");
+}
