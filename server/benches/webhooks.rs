@@ -201,8 +201,10 @@ async fn latency(with_hanging: bool, rate: u32, seconds: u32) -> (f64, f64, f64,
 async fn main() {
     // `cargo bench` passes --bench; nothing to parse.
     for per_subscription in [8, 32] {
+        // One partner's one receiver: its partner's share must not be what limits it.
         let config = DeliveryConfig {
             per_subscription,
+            per_partner: per_subscription.max(DeliveryConfig::default().per_partner),
             ..DeliveryConfig::default()
         };
         let rate = throughput(5_000, config).await;

@@ -124,6 +124,9 @@ pub struct ServeArgs {
     /// Webhook deliveries in flight at once to one subscription.
     #[arg(long, env = "FRESHET_WEBHOOK_PER_SUBSCRIPTION", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub webhook_per_subscription: u16,
+    /// Webhook deliveries in flight at once for one partner (its share of the pool).
+    #[arg(long, env = "FRESHET_WEBHOOK_PER_PARTNER", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub webhook_per_partner: u16,
     /// Behind a reverse proxy: the header it puts the client's address in (e.g.
     /// `x-forwarded-for`; its first entry counts). Only set this when the proxy overwrites it:
     /// sign-in limits per client trust it.
@@ -184,6 +187,7 @@ impl ServeArgs {
             lease: chrono::TimeDelta::seconds(self.webhook_lease_seconds),
             concurrency: usize::from(self.webhook_concurrency),
             per_subscription: usize::from(self.webhook_per_subscription),
+            per_partner: usize::from(self.webhook_per_partner),
             ..crate::webhooks::DeliveryConfig::default()
         }
     }

@@ -1,10 +1,9 @@
 //! The delivery loop: claims due deliveries (a lease, so a killed process loses nothing),
-//! signs and POSTs each, and records every attempt. Concurrency is bounded overall and per
-//! subscription, so a hung receiver holds at most its own few slots for its 5-second
-//! timeout while everyone else's deliveries flow. `run_pending` is one whole round, for
+//! signs and POSTs each, and records every attempt. Concurrency is bounded overall, per
+//! subscription and per partner, so a hung receiver — or one partner's many — holds at most
+//! its own few slots for its 5-second timeout while everyone else's deliveries flow. `run_pending` is one whole round, for
 //! tests; `spawn` runs continuously, woken by each commit that appends events.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,7 +16,7 @@ use super::target::{TargetError, TargetPolicy};
 use crate::clock::Clock;
 use crate::model::webhooks::ErrorKind;
 use crate::random::random_unit;
-use crate::store::webhooks::{AttemptRecord, ClaimedDelivery};
+use crate::store::webhooks::{AttemptRecord, ClaimQuota, ClaimedDelivery, InFlight};
 use crate::store::{Store, StoreError};
 
 /// How deliveries are made.
@@ -31,6 +30,9 @@ pub struct DeliveryConfig {
     pub concurrency: usize,
     /// Attempts in flight at once, per subscription.
     pub per_subscription: usize,
+    /// Attempts in flight at once, per partner: one partner's slow receivers hold at most
+    /// this share of `concurrency`, whatever their number.
+    pub per_partner: usize,
 }
 
 impl Default for DeliveryConfig {
@@ -40,6 +42,7 @@ impl Default for DeliveryConfig {
             lease: TimeDelta::seconds(60),
             concurrency: 64,
             per_subscription: 8,
+            per_partner: 16,
         }
     }
 }
@@ -161,9 +164,7 @@ impl Deliverer {
                 &self.owner,
                 now,
                 now + self.config.lease,
-                self.config.concurrency,
-                self.config.per_subscription,
-                &HashMap::new(),
+                self.quota(self.config.concurrency, &InFlight::default()),
             )
             .await?;
         let n = claimed.len();
@@ -183,12 +184,11 @@ impl Deliverer {
 
     async fn run(self) {
         let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel::<AttemptRecord>();
-        let mut in_flight: HashMap<String, usize> = HashMap::new();
-        let mut total = 0_usize;
+        let mut in_flight = InFlight::default();
         let mut events = self.store.watch_events();
         loop {
             events.mark_unchanged();
-            let free = self.config.concurrency.saturating_sub(total);
+            let free = self.config.concurrency.saturating_sub(in_flight.total());
             if free > 0 {
                 let now = self.clock.now();
                 match self
@@ -198,16 +198,13 @@ impl Deliverer {
                         &self.owner,
                         now,
                         now + self.config.lease,
-                        free,
-                        self.config.per_subscription,
-                        &in_flight,
+                        self.quota(free, &in_flight),
                     )
                     .await
                 {
                     Ok(claimed) => {
                         for d in claimed {
-                            *in_flight.entry(d.subscription_id.clone()).or_default() += 1;
-                            total += 1;
+                            in_flight.add(&d.subscription_id, &d.partner_id);
                             let me = self.clone();
                             let done_tx = done_tx.clone();
                             tokio::spawn(async move {
@@ -248,14 +245,18 @@ impl Deliverer {
                 tracing::error!(error = %e, "recording webhook attempts failed; they will be retried");
             }
             for r in &records {
-                total = total.saturating_sub(1);
-                if let Some(n) = in_flight.get_mut(&r.subscription_id) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        in_flight.remove(&r.subscription_id);
-                    }
-                }
+                in_flight.remove(&r.subscription_id, &r.partner_id);
             }
+        }
+    }
+
+    /// A claim of at most `limit`, within the configured shares, given what is in flight.
+    fn quota<'a>(&self, limit: usize, in_flight: &'a InFlight) -> ClaimQuota<'a> {
+        ClaimQuota {
+            limit,
+            per_subscription: self.config.per_subscription,
+            per_partner: self.config.per_partner,
+            in_flight,
         }
     }
 
@@ -273,6 +274,7 @@ impl Deliverer {
         };
         AttemptRecord {
             subscription_id: d.subscription_id,
+            partner_id: d.partner_id,
             event_id: d.event_id,
             attempt: d.attempt,
             succeeded,

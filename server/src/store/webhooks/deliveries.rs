@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::super::{Deliveries, StoreError, json};
-use super::{AttemptRecord, ClaimedDelivery, owns};
+use super::{AttemptRecord, ClaimQuota, ClaimedDelivery, owns};
 use crate::model::{from_ms, to_ms};
 
 #[derive(sqlx::FromRow)]
@@ -24,6 +24,7 @@ struct ClaimRow {
 #[derive(sqlx::FromRow)]
 struct TargetRow {
     id: String,
+    partner_id: String,
     target_url: String,
     secret: String,
     previous_secret: Option<String>,
@@ -59,38 +60,44 @@ impl Deliveries<'_> {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Claims due deliveries for one attempt each: at most `limit` in all, and per
-    /// subscription at most `per_subscription` minus what `in_flight` says it already has,
-    /// so that a slow receiver cannot take every slot. Each claim holds until `lease_until`;
-    /// its attempt is logged as `IN_PROGRESS` now, so that one cut off by a crash stays
-    /// accounted for.
+    /// Claims due deliveries for one attempt each: at most `quota.limit` in all, and per
+    /// subscription and per partner at most their share minus what the claimer has in
+    /// flight for them already — so that a slow receiver, or one partner's many slow
+    /// receivers, cannot take every slot. Each claim holds until `lease_until`; its attempt
+    /// is logged as `IN_PROGRESS` now, so that one cut off by a crash stays accounted for.
     pub async fn claim(
         &self,
         owner: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
-        limit: usize,
-        per_subscription: usize,
-        in_flight: &HashMap<String, usize>,
+        quota: ClaimQuota<'_>,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        if limit == 0 {
+        if quota.limit == 0 {
             return Ok(Vec::new());
         }
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         let mut tx = self.begin_write().await?;
         let rows: Vec<ClaimRow> = sqlx::query_as(
             "WITH busy AS (SELECT key AS s, value AS n FROM json_each(?4)),
+             busy_partner AS (SELECT key AS p, value AS n FROM json_each(?7)),
              due AS (
-               SELECT d.subscription_id AS s, d.event_id AS e, d.next_attempt_at AS t,
+               SELECT d.subscription_id AS s, sub.partner_id AS p, d.event_id AS e, d.next_attempt_at AS t,
                  ROW_NUMBER() OVER (PARTITION BY d.subscription_id ORDER BY d.next_attempt_at, d.event_id) AS n
                FROM webhook_subscriptions sub
                JOIN webhook_deliveries d ON d.subscription_id = sub.id
                  AND d.status = 'PENDING' AND d.next_attempt_at <= ?1
                WHERE sub.paused = 0 AND sub.disabled_at IS NULL
                  AND sub.id NOT IN (SELECT s FROM busy WHERE n >= ?5)
+                 AND sub.partner_id NOT IN (SELECT p FROM busy_partner WHERE n >= ?8)
+             ),
+             fits AS (
+               SELECT s, p, e, t, ROW_NUMBER() OVER (PARTITION BY p ORDER BY t, e) AS m
+               FROM due
+               WHERE n + COALESCE((SELECT n FROM busy WHERE busy.s = due.s), 0) <= ?5
              ),
              picked AS (
-               SELECT s, e FROM due
-               WHERE n + COALESCE((SELECT n FROM busy WHERE busy.s = due.s), 0) <= ?5
+               SELECT s, e FROM fits
+               WHERE m + COALESCE((SELECT n FROM busy_partner WHERE busy_partner.p = fits.p), 0) <= ?8
                ORDER BY t LIMIT ?3
              )
              UPDATE webhook_deliveries SET lease_owner = ?2, next_attempt_at = ?6,
@@ -101,10 +108,12 @@ impl Deliveries<'_> {
         )
         .bind(to_ms(now))
         .bind(owner)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind(json(in_flight)?)
-        .bind(i64::try_from(per_subscription).unwrap_or(i64::MAX))
+        .bind(count(quota.limit))
+        .bind(json(&quota.in_flight.subscriptions)?)
+        .bind(count(quota.per_subscription))
         .bind(to_ms(lease_until))
+        .bind(json(&quota.in_flight.partners)?)
+        .bind(count(quota.per_partner))
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
@@ -136,7 +145,7 @@ impl Deliveries<'_> {
         .execute(&mut *tx)
         .await?;
         let subscriptions: Vec<TargetRow> = sqlx::query_as(
-            "SELECT id, target_url, secret, previous_secret, previous_secret_expires_at
+            "SELECT id, partner_id, target_url, secret, previous_secret, previous_secret_expires_at
                  FROM webhook_subscriptions
                  WHERE id IN (SELECT json_extract(value, '$[0]') FROM json_each(?1))",
         )
@@ -144,7 +153,7 @@ impl Deliveries<'_> {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let targets: HashMap<String, (String, Vec<String>)> = subscriptions
+        let targets: HashMap<String, (String, String, Vec<String>)> = subscriptions
             .into_iter()
             .map(|t| {
                 let mut secrets = vec![t.secret];
@@ -154,15 +163,16 @@ impl Deliveries<'_> {
                 {
                     secrets.push(previous);
                 }
-                (t.id, (t.target_url, secrets))
+                (t.id, (t.partner_id, t.target_url, secrets))
             })
             .collect();
         Ok(rows
             .into_iter()
             .filter_map(|r| {
-                let (target_url, secrets) = targets.get(&r.subscription_id)?.clone();
+                let (partner_id, target_url, secrets) = targets.get(&r.subscription_id)?.clone();
                 Some(ClaimedDelivery {
                     subscription_id: r.subscription_id,
+                    partner_id,
                     event_id: r.event_id,
                     event_type: r.event_type,
                     payload: r.payload,

@@ -8,6 +8,8 @@ mod subscriptions;
 
 pub use attempts::{AttemptCursor, AttemptPoint};
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -29,6 +31,8 @@ pub struct SubscriptionChange {
 pub struct ClaimedDelivery {
     /// The subscription.
     pub subscription_id: String,
+    /// Its partner.
+    pub partner_id: String,
     /// The event (and delivery) id.
     pub event_id: String,
     /// The event's type.
@@ -47,11 +51,66 @@ pub struct ClaimedDelivery {
     pub secrets: Vec<String>,
 }
 
+/// How many deliveries one claim may take.
+#[derive(Clone, Copy, Debug)]
+pub struct ClaimQuota<'a> {
+    /// In all.
+    pub limit: usize,
+    /// In flight at once per subscription, counting what `in_flight` holds.
+    pub per_subscription: usize,
+    /// In flight at once per partner, counting what `in_flight` holds.
+    pub per_partner: usize,
+    /// What the claimer has in flight already.
+    pub in_flight: &'a InFlight,
+}
+
+/// The deliveries a deliverer has in flight, by subscription and by partner.
+#[derive(Clone, Debug, Default)]
+pub struct InFlight {
+    /// By subscription id.
+    pub subscriptions: HashMap<String, usize>,
+    /// By partner id.
+    pub partners: HashMap<String, usize>,
+}
+
+impl InFlight {
+    /// Counts one more for `subscription` of `partner`.
+    pub fn add(&mut self, subscription: &str, partner: &str) {
+        *self
+            .subscriptions
+            .entry(subscription.to_owned())
+            .or_default() += 1;
+        *self.partners.entry(partner.to_owned()).or_default() += 1;
+    }
+
+    /// Counts one less.
+    pub fn remove(&mut self, subscription: &str, partner: &str) {
+        for (map, key) in [
+            (&mut self.subscriptions, subscription),
+            (&mut self.partners, partner),
+        ] {
+            if let Some(n) = map.get_mut(key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    map.remove(key);
+                }
+            }
+        }
+    }
+
+    /// How many in all.
+    pub fn total(&self) -> usize {
+        self.subscriptions.values().sum()
+    }
+}
+
 /// How one attempt ended, and what follows for its delivery.
 #[derive(Clone, Debug)]
 pub struct AttemptRecord {
     /// The subscription.
     pub subscription_id: String,
+    /// Its partner (for the deliverer's count of what is in flight).
+    pub partner_id: String,
     /// The event.
     pub event_id: String,
     /// The attempt's number.

@@ -4,6 +4,7 @@ use chrono::TimeDelta;
 
 use super::{Subscribed, attempts, deliver_all, send_test_event, sub_path, subscribed};
 use crate::harness::noon;
+use server::store::webhooks::{ClaimQuota, InFlight};
 
 #[tokio::test]
 async fn the_attempt_log_pages_with_a_cursor() {
@@ -47,9 +48,12 @@ async fn an_attempt_cut_off_by_a_crash_stays_in_the_log_and_the_delivery_goes_ou
             "dead",
             noon(),
             noon() + TimeDelta::seconds(60),
-            10,
-            8,
-            &std::collections::HashMap::new(),
+            ClaimQuota {
+                limit: 10,
+                per_subscription: 8,
+                per_partner: 8,
+                in_flight: &InFlight::default(),
+            },
         )
         .await
         .unwrap();

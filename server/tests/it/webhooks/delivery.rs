@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use serde_json::json;
 use server::bank::sandbox::{Fault, FaultKind};
+use server::store::webhooks::{ClaimQuota, InFlight};
 
 use super::{
     ALL_TYPES, Received, Receiver, SUCCEEDED, Subscribed, assert_signed_by, attempts, deliver_all,
@@ -209,7 +210,10 @@ async fn a_busy_subscription_cannot_take_every_delivery_slot() {
             send_test_event(&app, &key, sub).await;
         }
     }
-    let in_flight = std::collections::HashMap::from([(slow_sub.clone(), 2_usize)]);
+    let in_flight = InFlight {
+        subscriptions: std::collections::HashMap::from([(slow_sub.clone(), 2_usize)]),
+        ..InFlight::default()
+    };
     let claimed = app
         .store
         .deliveries()
@@ -217,9 +221,12 @@ async fn a_busy_subscription_cannot_take_every_delivery_slot() {
             "t",
             noon(),
             noon() + TimeDelta::minutes(1),
-            100,
-            2,
-            &in_flight,
+            ClaimQuota {
+                limit: 100,
+                per_subscription: 2,
+                per_partner: 100,
+                in_flight: &in_flight,
+            },
         )
         .await
         .unwrap();
@@ -236,9 +243,12 @@ async fn a_busy_subscription_cannot_take_every_delivery_slot() {
             "t",
             noon(),
             noon() + TimeDelta::minutes(1),
-            100,
-            3,
-            &std::collections::HashMap::new(),
+            ClaimQuota {
+                limit: 100,
+                per_subscription: 3,
+                per_partner: 100,
+                in_flight: &InFlight::default(),
+            },
         )
         .await
         .unwrap();
@@ -247,4 +257,89 @@ async fn a_busy_subscription_cannot_take_every_delivery_slot() {
         6,
         "three each: the per-subscription bound holds in one claim"
     );
+}
+
+/// Finding 4 of the hardening issue: one partner with many slow receivers filled the whole
+/// pool and another partner's webhook waited half a minute. Now a partner holds at most its
+/// share, and the other's delivery goes out in the same round.
+#[tokio::test]
+async fn one_partners_slow_receivers_take_only_its_share_of_the_pool() {
+    use super::{Receiver, SUCCEEDED, send_test_event, subscribe};
+    use server::webhooks::DeliveryConfig;
+    let app = TestApp::insecure_webhooks().await;
+    let (a, b) = (app.partner(true).await, app.partner(true).await);
+    let slow = Receiver::start().await;
+    slow.answer_with(200, Duration::from_secs(5), Vec::new());
+    let fast = Receiver::start().await;
+    for _ in 0..3 {
+        let (sub, _) = subscribe(&app, &a, &slow.url, &[SUCCEEDED]).await;
+        for _ in 0..6 {
+            send_test_event(&app, &a, &sub).await;
+        }
+    }
+    // B's event is the last one due: ordered by due time alone, A's 18 come first.
+    let (b_sub, _) = subscribe(&app, &b, &fast.url, &[SUCCEEDED]).await;
+    send_test_event(&app, &b, &b_sub).await;
+
+    let config = DeliveryConfig {
+        timeout: Duration::from_millis(300),
+        concurrency: 12,
+        per_subscription: 8,
+        per_partner: 8,
+        ..DeliveryConfig::default()
+    };
+    let claimed = app
+        .store
+        .deliveries()
+        .claim(
+            "look",
+            noon(),
+            noon(),
+            ClaimQuota {
+                limit: config.concurrency,
+                per_subscription: config.per_subscription,
+                per_partner: config.per_partner,
+                in_flight: &InFlight::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let of_b = claimed
+        .iter()
+        .filter(|d| d.subscription_id == b_sub)
+        .count();
+    assert_eq!(
+        (claimed.len() - of_b, of_b),
+        (8, 1),
+        "A at its share, B served"
+    );
+    // With A's eight in flight, a claim takes nothing more of A's.
+    let mut in_flight = InFlight::default();
+    for d in claimed.iter().filter(|d| d.subscription_id != b_sub) {
+        in_flight.add(&d.subscription_id, &d.partner_id);
+    }
+    app.clock.shift(TimeDelta::seconds(1));
+    let more = app
+        .store
+        .deliveries()
+        .claim(
+            "look",
+            app.clock.now(),
+            app.clock.now(),
+            ClaimQuota {
+                limit: config.concurrency,
+                per_subscription: config.per_subscription,
+                per_partner: config.per_partner,
+                in_flight: &in_flight,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(more.iter().all(|d| d.subscription_id == b_sub), "{more:?}");
+
+    // The deliverer itself, one round: B's webhook arrives though A's receivers hang.
+    app.clock.shift(TimeDelta::seconds(1));
+    app.deliverer_with(config).run_pending().await.unwrap();
+    assert_eq!(fast.received().len(), 1);
+    assert_eq!(slow.received().len(), 8, "A's share, no more");
 }
