@@ -16,7 +16,14 @@ pub struct Viewer {
     pub partner_id: String,
     /// Their partner's name.
     pub partner_name: String,
+    /// The token this session's state-changing forms carry (CSRF).
+    pub csrf: String,
 }
+
+/// The token the sign-in form carries, matching the cookie set with the form (login CSRF:
+/// another site cannot sign a visitor in to an account of its choosing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignInToken(pub String);
 
 /// A word of a closed set, as the portal shows and styles it (`data-state` attributes).
 pub trait Label {

@@ -259,21 +259,27 @@ pub async fn get_users(query: String, page: u32) -> Result<UsersPage, ServerFnEr
 }
 
 /// One user.
-#[server]
+// JSON, not a form: the live island calls it, and a cross-site page cannot send JSON
+// without a CORS preflight, which this server never grants (see the session gate).
+#[server(input = leptos::server_fn::codec::Json)]
 pub async fn get_user(user_id: String) -> Result<UserDetail, ServerFnError> {
     let (s, v) = caller()?;
     s.users.user(&v, &user_id).await.map_err(to_client)
 }
 
 /// Refreshes a user's accounts.
-#[server]
+// JSON, not a form: the live island calls it, and a cross-site page cannot send JSON
+// without a CORS preflight, which this server never grants (see the session gate).
+#[server(input = leptos::server_fn::codec::Json)]
 pub async fn refresh_user(user_id: String) -> Result<RefreshReply, ServerFnError> {
     let (s, v) = caller()?;
     s.users.refresh(&v, &user_id).await.map_err(to_client)
 }
 
 /// Where a job is.
-#[server]
+// JSON, not a form: the live island calls it, and a cross-site page cannot send JSON
+// without a CORS preflight, which this server never grants (see the session gate).
+#[server(input = leptos::server_fn::codec::Json)]
 pub async fn get_job_progress(job_id: String) -> Result<JobProgress, ServerFnError> {
     let (s, v) = caller()?;
     s.jobs.job_progress(&v, &job_id).await.map_err(to_client)

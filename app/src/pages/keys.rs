@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use super::{LoadError, Loading, Time};
+use super::{CsrfField, LoadError, Loading, Time};
 use leptos_router::hooks::use_query_map;
 
 use crate::services::{CreateApiKey, RevokeApiKey, api_keys};
@@ -56,6 +56,7 @@ fn NewKey() -> impl IntoView {
     let path = super::webhooks::action_path::<CreateApiKey>();
     view! {
         <form method="post" action=path class="actions">
+            <CsrfField />
             <button type="submit" class="primary" data-testid="create-key">"Create a key"</button>
         </form>
     }
@@ -67,6 +68,7 @@ fn Revoke(id: String) -> impl IntoView {
     let path = super::webhooks::action_path::<RevokeApiKey>();
     view! {
         <form method="post" action=path>
+            <CsrfField />
             <input type="hidden" name="id" value=id />
             <button type="submit" class="small danger" data-testid="revoke">"Revoke"</button>
         </form>

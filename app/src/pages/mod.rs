@@ -40,10 +40,21 @@ pub fn Nav(viewer: Viewer) -> impl IntoView {
             </ul>
         </nav>
         <form class="who" method="post" action="/auth/sign-out">
+            <CsrfField />
             <span class="muted" data-testid="signed-in-as">{viewer.email} " · " {viewer.partner_name}</span>
             <button type="submit" class="link">"Sign out"</button>
         </form>
     }
+}
+
+/// The session's CSRF token, for every form that changes something: the server refuses a
+/// form post of a session without it.
+#[component]
+pub fn CsrfField() -> impl IntoView {
+    let token = crate::services::viewer()
+        .map(|v| v.csrf)
+        .unwrap_or_default();
+    view! { <input type="hidden" name="csrf" value=token /> }
 }
 
 /// An instant: UTC in the HTML, the reader's locale once the page's script has run.

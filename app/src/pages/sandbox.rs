@@ -5,6 +5,7 @@ use leptos::prelude::*;
 
 use leptos_router::hooks::use_query_map;
 
+use super::CsrfField;
 use super::webhooks::action_path;
 use crate::services::{SandboxFault, SandboxShiftClock, SandboxUser};
 
@@ -59,6 +60,7 @@ fn SandboxPanel() -> impl IntoView {
             {note.map(|n| view! { <p role="status" class="notice" data-testid="sandbox-note">{n}</p> })}
             <h2>"A user with accounts"</h2>
             <form method="post" action=user_path class="stack">
+                <CsrfField />
                 <label>"Accounts "
                     <select name="preset" data-testid="preset">
                         {PRESETS.iter().map(|(v, t)| view! { <option value=*v selected=*v == "mixed">{*t}</option> }).collect_view()}
@@ -68,6 +70,7 @@ fn SandboxPanel() -> impl IntoView {
             </form>
             <h2>"The bank"</h2>
             <form method="post" action=fault_path class="stack">
+                <CsrfField />
                 <label>"Behaviour "
                     <select name="kind" data-testid="fault">
                         {FAULTS.iter().map(|(v, t)| view! { <option value=*v>{*t}</option> }).collect_view()}
@@ -82,6 +85,7 @@ fn SandboxPanel() -> impl IntoView {
             <div class="actions">
                 {[(5, "+5 min"), (20, "+20 min"), (360, "+6 h")].into_iter().map(|(m, label)| view! {
                     <form method="post" action=clock_path>
+                        <CsrfField />
                         <input type="hidden" name="minutes" value=m />
                         <button type="submit" data-testid=format!("shift-{m}")>{label}</button>
                     </form>

@@ -6,7 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use super::{LoadError, Loading, StatusBadge, Time};
+use super::{CsrfField, LoadError, Loading, StatusBadge, Time};
 use freshet_rules::EventType;
 
 use crate::model::{ChartPoint, Label, SubscriptionAction, SubscriptionState};
@@ -62,6 +62,7 @@ fn Subscribe() -> impl IntoView {
     let path = action_path::<CreateSubscription>();
     view! {
         <form class="stack" method="post" action=path data-testid="subscribe-form">
+            <CsrfField />
             {error.map(|e| view! { <p class="error" role="alert" data-testid="subscribe-error">{e}</p> })}
             <label>
                 "Endpoint URL (https)"
@@ -211,21 +212,25 @@ fn Controls(id: String, status: SubscriptionState, secret: Option<String>) -> im
     view! {
         <div class="actions" data-testid="controls">
             <form method="post" action=act>
+                <CsrfField />
                 <input type="hidden" name="id" value=hidden_id.clone() />
                 <input type="hidden" name="action" value=toggle.name() />
                 <button type="submit" data-testid="toggle-pause">{if paused { "Resume" } else { "Pause" }}</button>
             </form>
             <form method="post" action=act>
+                <CsrfField />
                 <input type="hidden" name="id" value=hidden_id.clone() />
                 <input type="hidden" name="action" value=SubscriptionAction::Test.name() />
                 <button type="submit" data-testid="send-test">"Send a test event"</button>
             </form>
             <form method="post" action=act>
+                <CsrfField />
                 <input type="hidden" name="id" value=hidden_id.clone() />
                 <input type="hidden" name="action" value=SubscriptionAction::Rotate.name() />
                 <button type="submit" data-testid="rotate">"Rotate the secret"</button>
             </form>
             <form method="post" action=recover_path class="inline-form">
+                <CsrfField />
                 <input type="hidden" name="id" value=hidden_id.clone() />
                 <label class="inline">"Recover failures of the last "
                     <input type="number" name="hours" min="1" max="720" value="24" class="short" />
@@ -233,6 +238,7 @@ fn Controls(id: String, status: SubscriptionState, secret: Option<String>) -> im
                 <button type="submit" data-testid="recover">"Recover"</button>
             </form>
             <form method="post" action=act>
+                <CsrfField />
                 <input type="hidden" name="id" value=hidden_id />
                 <input type="hidden" name="action" value=SubscriptionAction::Delete.name() />
                 <button type="submit" class="danger" data-testid="delete">"Delete"</button>
@@ -249,6 +255,7 @@ fn Redeliver(id: String, event_id: String) -> impl IntoView {
     let path = action_path::<RedeliverFn>();
     view! {
         <form method="post" action=path>
+            <CsrfField />
             <input type="hidden" name="id" value=id />
             <input type="hidden" name="event_id" value=event_id />
             <button type="submit" class="small" data-testid="redeliver">"Send again"</button>

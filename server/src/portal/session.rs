@@ -15,21 +15,71 @@ use axum::response::{IntoResponse, Response};
 
 use crate::services::Services;
 use crate::services::events::{Grant, Resume, resume_from};
-use crate::services::sessions::{SignIn, TTL};
+use crate::services::sessions::{SignIn, TTL, csrf_token};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "freshet_session";
+/// The cookie the sign-in form's token must match (sent only to the form's target).
+pub const SIGN_IN_COOKIE: &str = "freshet_sign_in";
+/// The form field that carries the CSRF token.
+pub const CSRF_FIELD: &str = "csrf";
 
-fn session_token(headers: &HeaderMap) -> Option<String> {
+fn cookie(headers: &HeaderMap, wanted: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value.to_owned())
         .filter(|v| !v.is_empty())
+}
+
+fn session_token(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, COOKIE)
+}
+
+/// Whether the body is JSON: a browser sends that cross-site only after a CORS preflight,
+/// which this server never grants — so no other site's page can make one. The portal's
+/// live island calls its server functions with JSON; plain forms carry the token.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The largest form body the gate reads to find its token.
+const GATE_FORM_LIMIT: usize = 64 * 1024;
+
+/// The value of form field `name` in a urlencoded body.
+fn form_field(body: &[u8], name: &str) -> Option<String> {
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A request whose form carries `expected` in its token field, rebuilt to go on; else the
+/// refusal (403, or 413 for a body too large to read).
+async fn with_form_token(req: Request, expected: &str) -> Result<Request, Response> {
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, GATE_FORM_LIMIT).await else {
+        return Err((StatusCode::PAYLOAD_TOO_LARGE, "the form is too large").into_response());
+    };
+    match form_field(&bytes, CSRF_FIELD) {
+        Some(sent) if crate::services::sessions::same_token(&sent, expected) => {
+            Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        }
+        _ => Err(refused(
+            "This form has expired. Go back, reload the page and try again.",
+        )),
+    }
+}
+
+fn refused(why: &'static str) -> Response {
+    (StatusCode::FORBIDDEN, why).into_response()
 }
 
 fn redirect(to: &str) -> Response {
@@ -97,11 +147,7 @@ pub async fn gate(State(services): State<Arc<Services>>, mut req: Request, next:
         axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
     );
     if !reads_only && cross_site(req.headers()) {
-        return (
-            StatusCode::FORBIDDEN,
-            "This request came from another site and was refused.",
-        )
-            .into_response();
+        return refused("This request came from another site and was refused.");
     }
     let viewer = match session_token(req.headers()) {
         Some(token) => match services.session(&token).await {
@@ -119,13 +165,23 @@ pub async fn gate(State(services): State<Arc<Services>>, mut req: Request, next:
             if path == "/sign-in" {
                 return redirect("/");
             }
+            let csrf = csrf_token(&token_of(&req));
+            // A state-changing request of a session carries its token (or is JSON).
+            if !reads_only && !is_json(req.headers()) {
+                match with_form_token(req, &csrf).await {
+                    Ok(checked) => req = checked,
+                    Err(refusal) => return refusal,
+                }
+            }
             req.extensions_mut().insert(Viewer {
                 email: user.email,
                 partner_id: user.partner_id.to_string(),
                 partner_name: user.partner_name,
+                csrf,
             });
             next.run(req).await
         }
+        None if path == "/sign-in" => sign_in_page(req, next).await,
         None if is_public(&path) => next.run(req).await,
         None if path.starts_with("/api/") || path.starts_with("/portal/") => {
             (StatusCode::UNAUTHORIZED, app::services::NOT_SIGNED_IN).into_response()
@@ -138,6 +194,31 @@ pub async fn gate(State(services): State<Arc<Services>>, mut req: Request, next:
             redirect(&format!("/sign-in?next={}", encode(&target)))
         }
     }
+}
+
+fn token_of(req: &Request) -> String {
+    session_token(req.headers()).unwrap_or_default()
+}
+
+/// The sign-in page, with a fresh token in its form and the same in a cookie that only the
+/// form's target receives: the POST must bring both (double submit). Another site can
+/// make a browser post the form, but cannot set or read this site's cookie.
+async fn sign_in_page(mut req: Request, next: Next) -> Response {
+    let mut bytes = [0_u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "try again in a moment").into_response();
+    }
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    req.extensions_mut()
+        .insert(app::model::SignInToken(token.clone()));
+    let mut response = next.run(req).await;
+    let cookie = format!(
+        "{SIGN_IN_COOKIE}={token}; Path=/auth/sign-in; HttpOnly; SameSite=Strict; Max-Age=3600"
+    );
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
 }
 
 /// The visitor's address: from the trusted proxy header when one is configured (its first
@@ -178,13 +259,24 @@ pub async fn sign_in(
     let mut email = String::new();
     let mut password = String::new();
     let mut next = String::new();
+    let mut token = String::new();
     for (name, value) in form_urlencoded::parse(&body) {
         match name.as_ref() {
             "email" => email = value.trim().to_owned(),
             "password" => password = value.into_owned(),
             "next" => next = value.into_owned(),
+            CSRF_FIELD => token = value.into_owned(),
             _ => {}
         }
+    }
+    // Login CSRF: the form's token must be the one this site gave with the form.
+    let expected = cookie(&headers, SIGN_IN_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !crate::services::sessions::same_token(&token, &expected) {
+        return redirect(&format!(
+            "/sign-in?error=expired&email={}&next={}",
+            encode(&email),
+            encode(&next)
+        ));
     }
     let again = |error: &str| {
         redirect(&format!(

@@ -34,6 +34,28 @@ pub const PER_CLIENT_PER_MINUTE: u32 = 30;
 /// How long a sign-in waits for a hashing slot before it is told to try again.
 const HASHING_WAIT: Duration = Duration::from_secs(3);
 
+/// The token a session's state-changing forms carry (CSRF): derived from the session's own
+/// secret, so another site — which cannot read the session cookie — cannot know it, and
+/// every replica computes the same one without storing it. Not the session token itself,
+/// which must never appear in a page.
+pub fn csrf_token(session_token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"freshet csrf v1\0")
+        .chain_update(session_token.as_bytes())
+        .finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether two tokens are the same, in time that does not depend on where they differ.
+pub fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0_u8, |diff, (x, y)| diff | (x ^ y))
+            == 0
+}
+
 /// How a sign-in went.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SignIn {

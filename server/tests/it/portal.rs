@@ -50,7 +50,7 @@ async fn get(app: &TestApp, path: &str, cookie: Option<&str>) -> Page {
 
 async fn sign_in(app: &TestApp, email: &str, password: &str) -> Page {
     let form = format!(
-        "email={}&password={}&next=%2F",
+        "email={}&password={}&next=%2F&csrf={SIGN_IN_TOKEN}",
         form_urlencoded::byte_serialize(email.as_bytes()).collect::<String>(),
         form_urlencoded::byte_serialize(password.as_bytes()).collect::<String>()
     );
@@ -58,10 +58,20 @@ async fn sign_in(app: &TestApp, email: &str, password: &str) -> Page {
         app,
         Request::post("/auth/sign-in")
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, format!("freshet_sign_in={SIGN_IN_TOKEN}"))
             .body(Body::from(form))
             .unwrap(),
     )
     .await
+}
+
+/// The sign-in form's token, as a browser holds it in the cookie and the form alike.
+const SIGN_IN_TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+/// The CSRF token of a session, from its cookie (`freshet_session=...`).
+fn csrf(session_cookie: &str) -> String {
+    let token = session_cookie.split_once('=').unwrap().1;
+    server::services::sessions::csrf_token(token)
 }
 
 /// A partner with a portal user; returns (api key, session cookie).
@@ -175,14 +185,32 @@ async fn signing_in_sets_an_httponly_samesite_cookie_and_a_wrong_password_does_n
         "the header says who is signed in"
     );
 
-    let out = send(
-        &app,
+    // The sign-out form carries the session's token; without it the post is refused.
+    let token = home
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page's forms carry a token");
+    assert_eq!(token, csrf(&session));
+    let sign_out = |body: String| {
         Request::post("/auth/sign-out")
             .header(header::COOKIE, &session)
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    for forged in [
+        String::new(),
+        "csrf=".to_owned(),
+        format!("csrf={}", csrf("freshet_session=another")),
+    ] {
+        assert_eq!(
+            send(&app, sign_out(forged)).await.status,
+            StatusCode::FORBIDDEN
+        );
+    }
+    let out = send(&app, sign_out(format!("csrf={token}"))).await;
     assert_eq!(out.location.as_deref(), Some("/sign-in?signed_out=1"));
     assert!(out.set_cookie.unwrap().contains("Max-Age=0"));
     assert_eq!(
@@ -346,13 +374,14 @@ fn sign_in_request(
 ) -> Request<Body> {
     let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let mut request = Request::post("/auth/sign-in")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::COOKIE, format!("freshet_sign_in={SIGN_IN_TOKEN}"));
     for (k, v) in headers {
         request = request.header(*k, *v);
     }
     let mut request = request
         .body(Body::from(format!(
-            "email={}&password={}&next={}",
+            "email={}&password={}&next={}&csrf={SIGN_IN_TOKEN}",
             enc(email),
             enc(password),
             enc(next)
@@ -410,6 +439,7 @@ async fn a_cross_site_post_is_refused_even_with_the_victims_cookie() {
     let (_, cookie) = staff(&app, "ops@acme.example").await;
     let create_key = <app::services::CreateApiKey as leptos::server_fn::ServerFn>::PATH;
     let keys_before = app.count("api_keys").await;
+    let token = csrf(&cookie);
     let post = |headers: &[(&'static str, &'static str)]| {
         let mut request = Request::post(create_key)
             .header(header::COOKIE, &cookie)
@@ -418,7 +448,7 @@ async fn a_cross_site_post_is_refused_even_with_the_victims_cookie() {
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
-        request.body(Body::empty()).unwrap()
+        request.body(Body::from(format!("csrf={token}"))).unwrap()
     };
     for attack in [
         &[("origin", "https://evil.example")][..],
@@ -619,11 +649,13 @@ async fn a_flood_of_anonymous_sign_ins_keeps_the_servers_memory_bounded() {
             client
                 .post(format!("{}/auth/sign-in", server.base))
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                // An attacker sets its own sign-in cookie and token: they pass, as they should.
+                .header(header::COOKIE, format!("freshet_sign_in={SIGN_IN_TOKEN}"))
                 // As from 64 different clients (through a trusted proxy): no per-client limit
                 // holds them back, every one reaches the password check.
                 .header("x-forwarded-for", format!("198.51.100.{i}, 10.0.0.1"))
                 .body(format!(
-                    "email=nobody{round}-{i}%40example.com&password=guess+guess+guess&next=%2F"
+                    "email=nobody{round}-{i}%40example.com&password=guess+guess+guess&next=%2F&csrf={SIGN_IN_TOKEN}"
                 ))
                 .send()
         });
@@ -657,7 +689,9 @@ async fn server_functions_answer_client_errors_with_4xx() {
     use leptos::server_fn::ServerFn;
     let app = TestApp::new().await;
     let (_, session) = staff(&app, "ops@acme.example").await;
+    let token = csrf(&session);
     let call = |path: &'static str, body: Vec<u8>| {
+        let body = [format!("csrf={token}&").into_bytes(), body].concat();
         let request = Request::post(path)
             .header(header::COOKIE, session.as_str())
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -679,12 +713,6 @@ async fn server_functions_answer_client_errors_with_4xx() {
             "",
         ),
         (
-            app::services::GetUser::PATH,
-            format!("user_id={}", uuid::Uuid::new_v4()).into_bytes(),
-            StatusCode::NOT_FOUND,
-            app::services::NOT_FOUND,
-        ),
-        (
             app::services::SandboxShiftClock::PATH,
             b"minutes=100000".to_vec(),
             StatusCode::BAD_REQUEST,
@@ -702,6 +730,24 @@ async fn server_functions_answer_client_errors_with_4xx() {
         assert_eq!(reply.status, status, "{path}: {}", reply.body);
         assert!(reply.body.contains(says), "{path}: {}", reply.body);
     }
+    // The island's calls are JSON: a user that is not there is a 404, a bad body a 400.
+    let json_call = |body: String| {
+        send(
+            &app,
+            Request::post(app::services::GetUser::PATH)
+                .header(header::COOKIE, session.as_str())
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+    };
+    let missing = json_call(format!("{{\"user_id\":\"{}\"}}", uuid::Uuid::new_v4())).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.body);
+    assert!(missing.body.contains(app::services::NOT_FOUND));
+    assert_eq!(
+        json_call("{".to_owned()).await.status,
+        StatusCode::BAD_REQUEST
+    );
     // And a good call still answers 200.
     assert_eq!(
         call(app::services::GetUsers::PATH, b"query=&page=1".to_vec())
@@ -734,7 +780,8 @@ async fn signing_out_ends_the_sessions_event_stream() {
         &app,
         Request::post("/auth/sign-out")
             .header(header::COOKIE, session.as_str())
-            .body(Body::empty())
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("csrf={}", csrf(&session))))
             .unwrap(),
     )
     .await;
@@ -744,4 +791,76 @@ async fn signing_out_ends_the_sessions_event_stream() {
     })
     .await;
     assert!(ended.is_ok(), "the stream ended with the session");
+}
+
+/// Finding 6, the token half: a same-site request of a session still needs the session's
+/// token in its form (or must be JSON, which no other site can send), and the sign-in form
+/// needs the token given with it.
+#[tokio::test]
+async fn forms_need_the_sessions_token_and_the_island_speaks_json() {
+    use leptos::server_fn::ServerFn;
+    let app = TestApp::new().await;
+    let (key, session) = staff(&app, "ops@acme.example").await;
+    let user = app.user(&key).await;
+    let post = |path: &'static str, content_type: &'static str, body: String| {
+        send(
+            &app,
+            Request::post(path)
+                .header(header::COOKIE, session.as_str())
+                .header(header::CONTENT_TYPE, content_type)
+                .body(Body::from(body))
+                .unwrap(),
+        )
+    };
+    let form = "application/x-www-form-urlencoded";
+    let keys_before = app.count("api_keys").await;
+    let no_token = post(app::services::CreateApiKey::PATH, form, String::new()).await;
+    assert_eq!(no_token.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.count("api_keys").await, keys_before);
+    let with_token = post(
+        app::services::CreateApiKey::PATH,
+        form,
+        format!("csrf={}", csrf(&session)),
+    )
+    .await;
+    assert!(
+        with_token.status.is_success() || with_token.status.is_redirection(),
+        "{}",
+        with_token.status
+    );
+    assert_eq!(app.count("api_keys").await, keys_before + 1);
+    // The live island's refresh: JSON, no token needed.
+    let refresh = post(
+        app::services::RefreshUser::PATH,
+        "application/json",
+        serde_json::json!({ "user_id": user }).to_string(),
+    )
+    .await;
+    assert_eq!(refresh.status, StatusCode::OK, "{}", refresh.body);
+
+    // Sign-in: the page sets a cookie and puts the same token in its form.
+    let page = get(&app, "/sign-in", None).await;
+    let cookie = page.set_cookie.expect("the form's cookie");
+    let token = cookie
+        .strip_prefix("freshet_sign_in=")
+        .and_then(|c| c.split(';').next())
+        .unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    assert!(
+        page.body
+            .contains(&format!("name=\"csrf\" value=\"{token}\""))
+    );
+    // A post whose form token matches no cookie of this site signs nobody in.
+    let forged = send(
+        &app,
+        Request::post("/auth/sign-in")
+            .header(header::CONTENT_TYPE, form)
+            .body(Body::from(
+                "email=ops%40acme.example&password=correct+horse+battery&next=%2F&csrf=abc",
+            ))
+            .unwrap(),
+    )
+    .await;
+    assert!(forged.set_cookie.is_none());
+    assert!(forged.location.unwrap().contains("error=expired"));
 }
