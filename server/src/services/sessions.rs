@@ -26,8 +26,12 @@ use crate::store::SessionUser;
 
 /// How long a session lasts.
 pub const TTL: TimeDelta = TimeDelta::hours(12);
-/// Failed sign-ins allowed per email within [`WINDOW`].
+/// Failed sign-ins allowed per email and client address within [`WINDOW`]: a stranger who
+/// guesses locks out only themselves, never the account's owner.
 const MAX_FAILURES: usize = 5;
+/// Failed sign-ins allowed per email within [`WINDOW`] from all addresses together: what
+/// bounds guessing spread over many addresses.
+const MAX_FAILURES_PER_EMAIL: usize = 50;
 const WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Sign-in attempts one client address may make per minute by default (whatever the emails).
 pub const PER_CLIENT_PER_MINUTE: u32 = 30;
@@ -125,7 +129,8 @@ type Check = (String, String, oneshot::Sender<bool>);
 /// The guards in front of password checks, and the threads that check.
 #[derive(Debug)]
 pub(super) struct SignInGuard {
-    /// Attempts per email (lower-cased) within the window, counted when they start.
+    /// Attempts per email (lower-cased), and per email and client, within the window,
+    /// counted when they start.
     attempts: Mutex<HashMap<String, Vec<Instant>>>,
     clients: DefaultKeyedRateLimiter<IpAddr>,
     /// One permit per hashing thread: at most that many checks are queued or running.
@@ -189,9 +194,18 @@ impl SignInGuard {
         answer.await.ok()
     }
 
-    /// Counts an attempt for `email` now, atomically with the check against the limit;
-    /// `false` when the limit was reached (and nothing was counted).
-    fn begin(&self, email: &str, now: Instant) -> bool {
+    /// The counts an attempt for `email` from `client` goes into, and the limit of each.
+    fn counts(email: &str, client: Option<IpAddr>) -> [(String, usize); 2] {
+        let from = client.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
+        [
+            (format!("{email}\n{from}"), MAX_FAILURES),
+            (email.to_owned(), MAX_FAILURES_PER_EMAIL),
+        ]
+    }
+
+    /// Counts an attempt for `email` from `client` now, atomically with the check against
+    /// the limits; `false` when one was reached (and nothing was counted).
+    fn begin(&self, email: &str, client: Option<IpAddr>, now: Instant) -> bool {
         let Ok(mut map) = self.attempts.lock() else {
             return false;
         };
@@ -199,29 +213,39 @@ impl SignInGuard {
         if map.len() > 100_000 {
             map.clear();
         }
-        let list = map.entry(email.to_owned()).or_default();
-        list.retain(|at| now.duration_since(*at) < WINDOW);
-        if list.len() >= MAX_FAILURES {
-            return false;
+        let counts = Self::counts(email, client);
+        for (key, limit) in &counts {
+            let list = map.entry(key.clone()).or_default();
+            list.retain(|at| now.duration_since(*at) < WINDOW);
+            if list.len() >= *limit {
+                return false;
+            }
         }
-        list.push(now);
+        for (key, _) in counts {
+            map.entry(key).or_default().push(now);
+        }
         true
     }
 
-    /// The attempt begun at `at` for `email` did not count (it was never checked).
-    fn forget(&self, email: &str, at: Instant) {
-        if let Ok(mut map) = self.attempts.lock()
-            && let Some(list) = map.get_mut(email)
-            && let Some(i) = list.iter().rposition(|t| *t == at)
-        {
-            list.remove(i);
+    /// The attempt begun at `at` did not count (it was never checked).
+    fn forget(&self, email: &str, client: Option<IpAddr>, at: Instant) {
+        if let Ok(mut map) = self.attempts.lock() {
+            for (key, _) in Self::counts(email, client) {
+                if let Some(list) = map.get_mut(&key)
+                    && let Some(i) = list.iter().rposition(|t| *t == at)
+                {
+                    list.remove(i);
+                }
+            }
         }
     }
 
-    /// A right password clears the email's count.
-    fn succeeded(&self, email: &str) {
+    /// A right password clears the counts it went into.
+    fn succeeded(&self, email: &str, client: Option<IpAddr>) {
         if let Ok(mut map) = self.attempts.lock() {
-            map.remove(email);
+            for (key, _) in Self::counts(email, client) {
+                map.remove(&key);
+            }
         }
     }
 
@@ -245,7 +269,7 @@ impl Services {
         }
         let key = email.trim().to_lowercase();
         let started = Instant::now();
-        if !guard.begin(&key, started) {
+        if !guard.begin(&key, client, started) {
             return Ok(SignIn::Throttled);
         }
         let found = self.store.portal_users().credentials(email).await?;
@@ -254,13 +278,13 @@ impl Services {
             None => (None, DUMMY_HASH.to_owned()),
         };
         let Some(matches) = guard.check(hash, password).await else {
-            guard.forget(&key, started);
+            guard.forget(&key, client, started);
             return Ok(SignIn::Busy);
         };
         let Some(user) = user.filter(|_| matches) else {
             return Ok(SignIn::Refused);
         };
-        guard.succeeded(&key);
+        guard.succeeded(&key, client);
         let token = self
             .store
             .portal_users()
@@ -297,19 +321,48 @@ mod tests {
     fn an_attempt_counts_before_it_is_checked_so_five_at_once_lock_the_sixth() {
         let guard = SignInGuard::new(2, 1000);
         let start = Instant::now();
+        let me = Some(IpAddr::from([192, 0, 2, 7]));
         for _ in 0..MAX_FAILURES {
-            assert!(guard.begin("a@b.c", start));
+            assert!(guard.begin("a@b.c", me, start));
         }
         assert!(
-            !guard.begin("a@b.c", start),
+            !guard.begin("a@b.c", me, start),
             "the sixth is refused unchecked"
         );
-        assert!(guard.begin("other@b.c", start), "per email");
-        assert!(guard.begin("a@b.c", start + WINDOW), "the window passed");
-        guard.succeeded("a@b.c");
+        assert!(guard.begin("other@b.c", me, start), "per email");
+        assert!(
+            guard.begin("a@b.c", me, start + WINDOW),
+            "the window passed"
+        );
+        guard.succeeded("a@b.c", me);
         for _ in 0..MAX_FAILURES {
-            assert!(guard.begin("a@b.c", start), "a success clears the count");
+            assert!(
+                guard.begin("a@b.c", me, start),
+                "a success clears the count"
+            );
         }
+    }
+
+    #[test]
+    fn a_stranger_guessing_locks_out_only_themselves_and_many_strangers_are_bounded() {
+        let guard = SignInGuard::new(2, 1000);
+        let start = Instant::now();
+        let stranger = Some(IpAddr::from([198, 51, 100, 1]));
+        let owner = Some(IpAddr::from([192, 0, 2, 7]));
+        for _ in 0..MAX_FAILURES {
+            assert!(guard.begin("a@b.c", stranger, start));
+        }
+        assert!(!guard.begin("a@b.c", stranger, start));
+        assert!(
+            guard.begin("a@b.c", owner, start),
+            "the owner is not locked out"
+        );
+        // Guesses spread over many addresses: bounded per email in all.
+        let allowed = (0..=255_u8)
+            .flat_map(|a| (0..4_u8).map(move |b| IpAddr::from([203, 0, a, b])))
+            .filter(|ip| guard.begin("a@b.c", Some(*ip), start))
+            .count();
+        assert_eq!(allowed, MAX_FAILURES_PER_EMAIL - MAX_FAILURES - 1);
     }
 
     #[test]
@@ -344,11 +397,11 @@ mod tests {
         let guard = SignInGuard::new(1, 1000);
         let start = Instant::now();
         for _ in 0..MAX_FAILURES {
-            assert!(guard.begin("a@b.c", start));
+            assert!(guard.begin("a@b.c", None, start));
         }
-        guard.forget("a@b.c", start);
-        assert!(guard.begin("a@b.c", start));
-        assert!(!guard.begin("a@b.c", start));
+        guard.forget("a@b.c", None, start);
+        assert!(guard.begin("a@b.c", None, start));
+        assert!(!guard.begin("a@b.c", None, start));
     }
 
     #[test]

@@ -864,3 +864,45 @@ async fn forms_need_the_sessions_token_and_the_island_speaks_json() {
     assert!(forged.set_cookie.is_none());
     assert!(forged.location.unwrap().contains("error=expired"));
 }
+
+/// Finding 2's last part: anyone could lock any email for minutes with five tries. A
+/// stranger's guesses now lock out only the stranger; the owner, elsewhere, signs in.
+#[tokio::test]
+async fn a_strangers_guesses_do_not_lock_the_owner_out() {
+    let app = TestApp::new().await;
+    portal_user(&app, "ops@acme.example").await;
+    let stranger = Some([198, 51, 100, 9]);
+    for _ in 0..5 {
+        let page = send(
+            &app,
+            sign_in_request("ops@acme.example", "guess guess guess", "/", stranger, &[]),
+        )
+        .await;
+        assert!(page.location.unwrap().contains("error=invalid"));
+    }
+    let locked = send(
+        &app,
+        sign_in_request(
+            "ops@acme.example",
+            "correct horse battery",
+            "/",
+            stranger,
+            &[],
+        ),
+    )
+    .await;
+    assert!(locked.location.unwrap().contains("error=throttled"));
+    assert!(locked.set_cookie.is_none());
+    let owner = send(
+        &app,
+        sign_in_request(
+            "ops@acme.example",
+            "correct horse battery",
+            "/",
+            Some([192, 0, 2, 44]),
+            &[],
+        ),
+    )
+    .await;
+    assert!(owner.set_cookie.is_some(), "{:?}", owner.location);
+}
