@@ -328,7 +328,10 @@ impl Services {
                         "the accountId does not exist for this partner",
                     ));
                 }
-                FaultScope::Account(account.to_string())
+                FaultScope::PartnerAccount {
+                    partner: partner.to_string(),
+                    account: account.to_string(),
+                }
             }
             None => FaultScope::Partner(partner.to_string()),
         };

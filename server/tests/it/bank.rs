@@ -178,7 +178,12 @@ async fn the_sandbox_api_sets_faults_on_the_callers_accounts_only() {
         )
         .await;
     assert_eq!(r.status, 204, "{}", r.body);
-    let fault = app.bank.fault_for("any partner", &account).unwrap();
+    let partner = app.services.partner_by_key(&key).await.unwrap().unwrap().id;
+    let fault = app.bank.fault_for(&partner.to_string(), &account).unwrap();
+    assert!(
+        app.bank.fault_for("another partner", &account).is_none(),
+        "the fault is the caller's own"
+    );
     assert_eq!(
         (fault.kind, fault.retry_after_seconds),
         (Some(FaultKind::RateLimited), Some(5))

@@ -81,8 +81,15 @@ pub enum FaultScope {
     Everyone,
     /// Every account of one partner (its id, as the consents name it).
     Partner(String),
-    /// One account (the bank's id for it).
+    /// One account (the bank's id for it), set through the bank's own `/faults`.
     Account(String),
+    /// One account of one partner, set through that partner's sandbox API.
+    PartnerAccount {
+        /// The partner, as the consents name it.
+        partner: String,
+        /// The bank's id for the account.
+        account: String,
+    },
 }
 
 /// The bank's state: the clock it lives on, and its faults.
@@ -112,15 +119,22 @@ impl SandboxBank {
     }
 
     /// Sets the fault of `scope`, or (with neither latency nor kind) clears it. Clearing
-    /// everyone's clears every fault.
+    /// everyone's clears every fault; clearing a partner's clears all of that partner's
+    /// (its accounts' too) and no one else's.
     pub fn set_scoped_fault(&self, scope: FaultScope, fault: Fault) {
         if let Ok(mut faults) = self.faults.write() {
             if fault.latency_ms.is_some() || fault.kind.is_some() {
                 faults.insert(scope, fault);
-            } else if scope == FaultScope::Everyone {
-                faults.clear();
-            } else {
-                faults.remove(&scope);
+                return;
+            }
+            match &scope {
+                FaultScope::Everyone => faults.clear(),
+                FaultScope::Partner(p) => faults.retain(|s, _| {
+                    !matches!(s, FaultScope::Partner(q) | FaultScope::PartnerAccount { partner: q, .. } if q == p)
+                }),
+                _ => {
+                    faults.remove(&scope);
+                }
             }
         }
     }
@@ -130,7 +144,11 @@ impl SandboxBank {
     pub fn fault_for(&self, partner: &str, account_id: &str) -> Option<Fault> {
         let faults = self.faults.read().ok()?;
         faults
-            .get(&FaultScope::Account(account_id.to_owned()))
+            .get(&FaultScope::PartnerAccount {
+                partner: partner.to_owned(),
+                account: account_id.to_owned(),
+            })
+            .or_else(|| faults.get(&FaultScope::Account(account_id.to_owned())))
             .or_else(|| faults.get(&FaultScope::Partner(partner.to_owned())))
             .or_else(|| faults.get(&FaultScope::Everyone))
             .cloned()
@@ -350,4 +368,42 @@ pub fn schedule(
         k += 1;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clearing_a_partners_faults_clears_all_of_its_own_and_none_of_anothers() {
+        let bank = SandboxBank::new(Arc::new(Clock::default()));
+        let failing = Fault {
+            kind: Some(FaultKind::ServerError),
+            ..Fault::default()
+        };
+        let account = |partner: &str, account: &str| FaultScope::PartnerAccount {
+            partner: partner.to_owned(),
+            account: account.to_owned(),
+        };
+        bank.set_scoped_fault(FaultScope::Partner("a".to_owned()), failing.clone());
+        bank.set_scoped_fault(account("a", "a1"), failing.clone());
+        bank.set_scoped_fault(account("b", "b1"), failing.clone());
+        assert!(
+            bank.fault_for("a", "a2").is_some(),
+            "A's partner-wide fault"
+        );
+        assert!(
+            bank.fault_for("b", "b2").is_none(),
+            "not B's other accounts"
+        );
+
+        bank.set_scoped_fault(FaultScope::Partner("a".to_owned()), Fault::default());
+        assert!(bank.fault_for("a", "a1").is_none());
+        assert!(bank.fault_for("a", "a2").is_none());
+        assert!(bank.fault_for("b", "b1").is_some(), "B's fault stays");
+        assert!(
+            bank.fault_for("a", "b1").is_none(),
+            "an account fault is the partner's own"
+        );
+    }
 }
