@@ -59,7 +59,8 @@ where
             .routes(routes!(sandbox::clock, sandbox::set_clock))
             .routes(routes!(sandbox::faults));
     }
-    let (router, doc) = api.split_for_parts();
+    let (router, mut doc) = api.split_for_parts();
+    openapi::document_rate_limit(&mut doc);
     let doc: Arc<str> = doc.to_pretty_json().unwrap_or_default().into();
     router
         .route(

@@ -142,3 +142,62 @@ pub fn skipped_example() -> serde_json::Value {
         }
     })
 }
+
+/// Adds the answer every authenticated operation may give — `429 RATE_LIMITED`, with its
+/// `Retry-After`, `RateLimit-Policy` and `RateLimit` headers — to every operation of `doc`:
+/// the limit is one rule in one place (`Caller`), so is its documentation.
+pub fn document_rate_limit(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, ResponseBuilder};
+    let text = |description: &str| {
+        HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::String))
+            .description(Some(description))
+            .build()
+    };
+    let response = ResponseBuilder::new()
+        .description(
+            "RATE_LIMITED: the partner sent more requests than its share of the API (a token \
+             bucket per partner); wait Retry-After seconds",
+        )
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)))
+                .description(Some("Seconds until a request will be admitted"))
+                .build(),
+        )
+        .header(
+            "RateLimit-Policy",
+            text("The bucket as a quota over a window, e.g. `\"partner\";q=200;w=2` (IETF httpapi draft)"),
+        )
+        .header(
+            "RateLimit",
+            text("What is left and when more will be, e.g. `\"partner\";r=0;t=1`"),
+        )
+        .build();
+    for item in doc.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            operation
+                .responses
+                .responses
+                .entry("429".to_owned())
+                .or_insert_with(|| response.clone().into());
+        }
+    }
+}

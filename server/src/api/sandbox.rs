@@ -31,7 +31,8 @@ pub struct SandboxUser {
 #[utoipa::path(post, path = "/sandbox/v1/users", tag = "sandbox",
     request_body(content = Option<SandboxUser>, description = "Optional; may be empty"),
     responses((status = 201, description = "Created", body = User),
-              (status = 400, description = "INVALID_BODY", body = Problem, content_type = "application/problem+json")))]
+              (status = 400, description = "INVALID_BODY", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "SANDBOX_QUOTA_EXCEEDED", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_user(
     State(services): State<Arc<Services>>,
     Caller(partner): Caller,
@@ -62,7 +63,8 @@ pub struct ConnectAccounts {
     request_body = ConnectAccounts,
     responses((status = 201, description = "Connected", body = DataList<Account>),
               (status = 400, description = "INVALID_BODY", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "USER_NOT_FOUND", body = Problem, content_type = "application/problem+json")))]
+              (status = 404, description = "USER_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "SANDBOX_QUOTA_EXCEEDED: accounts per user, transactions per account or per partner", body = Problem, content_type = "application/problem+json")))]
 pub async fn connect_accounts(
     State(services): State<Arc<Services>>,
     Caller(partner): Caller,

@@ -38,6 +38,7 @@ pub struct DataList<T> {
         (status = 400, description = "Malformed or invalid body", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown x-api-key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "DIRECT_CONNECTION_NOT_ENABLED", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "SANDBOX_QUOTA_EXCEEDED (sandbox servers only)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
     State(services): State<Arc<Services>>,

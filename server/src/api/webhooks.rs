@@ -82,6 +82,7 @@ pub struct AttemptPage {
     responses(
         (status = 201, description = "Created; keep the secret", body = WithSecret),
         (status = 400, description = "INVALID_WEBHOOK_TARGET, WEBHOOK_TARGET_NOT_ALLOWED, INVALID_EVENT_TYPE, INVALID_BODY", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "SUBSCRIPTION_LIMIT_REACHED: the partner holds as many subscriptions as it may", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
     State(services): State<Arc<Services>>,

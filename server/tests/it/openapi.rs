@@ -71,6 +71,16 @@ async fn the_document_is_openapi_3_1_and_lists_every_contract_route() {
     );
     assert!(refresh["200"]["headers"].get("Retry-After").is_some());
     assert!(doc.body["components"]["securitySchemes"]["api_key"].is_object());
+    // Every operation documents the per-partner limit's 429 and its headers.
+    for (method, path) in CONTRACT {
+        let limited = &paths[*path][*method]["responses"]["429"];
+        for header in ["Retry-After", "RateLimit-Policy", "RateLimit"] {
+            assert!(
+                limited["headers"].get(header).is_some(),
+                "{method} {path}: 429 without {header}"
+            );
+        }
+    }
 }
 
 /// A request body that the operation accepts, for the operations that need one.
