@@ -128,8 +128,9 @@ pub struct ServeArgs {
     #[arg(long, env = "FRESHET_WEBHOOK_PER_PARTNER", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub webhook_per_partner: u16,
     /// Behind a reverse proxy: the header it puts the client's address in (e.g.
-    /// `x-forwarded-for`; its first entry counts). Only set this when the proxy overwrites it:
-    /// sign-in limits per client trust it.
+    /// `x-forwarded-for` or `x-real-ip`; of a list the last entry counts, the one the proxy
+    /// added). Only set this when every request reaches freshet through that proxy: sign-in
+    /// limits per client trust it.
     #[arg(long, env = "FRESHET_TRUSTED_CLIENT_IP_HEADER", value_parser = parse_header_name)]
     pub trusted_client_ip_header: Option<String>,
     /// Portal sign-in attempts one client address may make per minute (then refused unchecked).

@@ -221,15 +221,20 @@ async fn sign_in_page(mut req: Request, next: Next) -> Response {
     response
 }
 
-/// The visitor's address: from the trusted proxy header when one is configured (its first
-/// entry), else the connection's peer.
+/// The visitor's address: from the trusted proxy header when one is configured, else the
+/// connection's peer. Of a list (`X-Forwarded-For: client, proxy1, …`) the **last** entry
+/// counts: it is the one the trusted proxy added; the entries before it are whatever the
+/// client sent and could be anything. `None` when the header is missing or unreadable (the
+/// guards then count all such visitors together).
 fn client_address(req: &Request, trusted: &TrustedClientHeader) -> Option<IpAddr> {
     if let Some(name) = &trusted.0 {
         return req
             .headers()
-            .get(name.as_ref())
+            .get_all(name.as_ref())
+            .iter()
+            .next_back()
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse().ok());
     }
     req.extensions()
@@ -289,13 +294,9 @@ pub async fn sign_in(
         Ok(SignIn::Session(token)) => token,
         Ok(SignIn::Refused) => return again("invalid"),
         Ok(SignIn::Throttled) => return again("throttled"),
-        Ok(SignIn::Busy) => {
-            let mut busy = again("busy");
-            *busy.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-            busy.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-            return busy;
-        }
+        // A redirect, not a 429: a browser shows a 429's (empty) body, not the page it
+        // points to, and the page says to try again in a moment.
+        Ok(SignIn::Busy) => return again("busy"),
         Err(e) => {
             tracing::error!(error = %e, "signing in");
             return (StatusCode::SERVICE_UNAVAILABLE, "try again in a moment").into_response();
@@ -473,6 +474,35 @@ mod tests {
             "for=192.0.2.60;proto=http"
         )));
         assert!(!reached_over_https(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn behind_a_proxy_the_address_it_added_counts_not_what_the_client_sent() {
+        let trusted = TrustedClientHeader(Some(Arc::from("x-forwarded-for")));
+        let request = |values: &[&'static str]| {
+            let mut req = Request::new(axum::body::Body::empty());
+            for v in values {
+                req.headers_mut()
+                    .append("x-forwarded-for", HeaderValue::from_static(v));
+            }
+            req
+        };
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // The client forged the first entry; the proxy appended the real one.
+        assert_eq!(
+            client_address(&request(&["6.6.6.6, 203.0.113.9"]), &trusted),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            client_address(&request(&["6.6.6.6", "203.0.113.9"]), &trusted),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            client_address(&request(&[" 2001:db8::1 "]), &trusted),
+            ip("2001:db8::1")
+        );
+        assert_eq!(client_address(&request(&["nonsense"]), &trusted), None);
+        assert_eq!(client_address(&request(&[]), &trusted), None);
     }
 
     #[test]

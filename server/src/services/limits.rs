@@ -3,6 +3,14 @@
 //! They keep one partner from taking what others need: the webhook deliverer's pool, the
 //! database, the API's time.
 
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{NotUntil, Quota, RateLimiter};
+
 use super::Error;
 
 /// The quotas of every partner.
@@ -62,7 +70,7 @@ impl Limit {
 /// server's time from the others.
 #[derive(Debug)]
 pub struct ApiRate {
-    buckets: governor::DefaultKeyedRateLimiter<uuid::Uuid>,
+    buckets: KeyedLimit<uuid::Uuid>,
     per_second: u32,
     burst: u32,
 }
@@ -84,9 +92,7 @@ impl ApiRate {
         let rate = std::num::NonZeroU32::new(per_second).unwrap_or(std::num::NonZeroU32::MIN);
         let size = std::num::NonZeroU32::new(burst.max(per_second)).unwrap_or(rate);
         Self {
-            buckets: governor::RateLimiter::keyed(
-                governor::Quota::per_second(rate).allow_burst(size),
-            ),
+            buckets: KeyedLimit::new(governor::Quota::per_second(rate).allow_burst(size)),
             per_second: rate.get(),
             burst: size.get(),
         }
@@ -94,9 +100,9 @@ impl ApiRate {
 
     /// Takes one token of `partner`'s bucket, or says when one will be there.
     pub fn admit(&self, partner: uuid::Uuid) -> Result<(), Throttled> {
-        use governor::clock::{Clock as _, DefaultClock};
-        self.buckets.check_key(&partner).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
+        use governor::clock::Clock as _;
+        self.buckets.check(&partner).map_err(|not_until| {
+            let wait = not_until.wait_time_from(self.buckets.clock.now());
             Throttled {
                 retry_after_seconds: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
                 per_second: self.per_second,
@@ -104,6 +110,52 @@ impl ApiRate {
             }
             .at_least_a_second()
         })
+    }
+}
+
+/// A governor limiter with one bucket per key that also forgets: every [`FORGET_EVERY`]
+/// checks it drops the buckets that have refilled (indistinguishable from new ones), so a
+/// spray of keys (addresses, partners) does not grow memory for ever.
+#[derive(Debug)]
+pub(super) struct KeyedLimit<K: Hash + Eq + Clone, C: Clock = DefaultClock> {
+    limiter: RateLimiter<K, DefaultKeyedStateStore<K>, C, NoOpMiddleware<C::Instant>>,
+    clock: C,
+    checks: AtomicU64,
+}
+
+/// How many checks pass between two clean-ups of a [`KeyedLimit`].
+pub(super) const FORGET_EVERY: u64 = 1024;
+
+impl<K: Hash + Eq + Clone> KeyedLimit<K> {
+    /// Buckets of `quota`, on the real clock.
+    pub(super) fn new(quota: Quota) -> Self {
+        Self::with_clock(quota, DefaultClock::default())
+    }
+}
+
+impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedLimit<K, C> {
+    /// Buckets of `quota`, on `clock`.
+    pub(super) fn with_clock(quota: Quota, clock: C) -> Self {
+        Self {
+            limiter: RateLimiter::new(quota, DefaultKeyedStateStore::default(), clock.clone()),
+            clock,
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes a token from `key`'s bucket, or says when there will be one.
+    pub(super) fn check(&self, key: &K) -> Result<(), NotUntil<C::Instant>> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % FORGET_EVERY == FORGET_EVERY - 1 {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
+        self.limiter.check_key(key)
+    }
+
+    /// How many keys it holds a bucket for.
+    #[cfg(test)]
+    fn keys(&self) -> usize {
+        self.limiter.len()
     }
 }
 
@@ -144,5 +196,21 @@ mod tests {
         assert_eq!(refused.policy_header(), "\"partner\";q=3;w=3");
         assert_eq!(refused.limit_header(), "\"partner\";r=0;t=1");
         assert_eq!(rate.admit(b), Ok(()));
+    }
+
+    #[test]
+    fn a_keyed_limit_forgets_the_buckets_that_have_refilled() {
+        let clock = governor::clock::FakeRelativeClock::default();
+        let quota = Quota::per_second(std::num::NonZeroU32::MIN);
+        let limit = KeyedLimit::with_clock(quota, clock.clone());
+        // The clean-up comes with the FORGET_EVERY-th check: the last one below.
+        for n in 0..FORGET_EVERY - 2 {
+            assert!(limit.check(&n).is_ok());
+        }
+        assert!(limit.check(&0).is_err(), "still limited");
+        assert_eq!(limit.keys(), usize::try_from(FORGET_EVERY - 2).unwrap_or(0));
+        clock.advance(std::time::Duration::from_secs(5));
+        assert!(limit.check(&u64::MAX).is_ok(), "the clean-up's turn");
+        assert!(limit.keys() <= 1, "{} kept", limit.keys());
     }
 }

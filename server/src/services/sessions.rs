@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use argon2::password_hash::{Output, PasswordHash};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use chrono::TimeDelta;
-use governor::{DefaultKeyedRateLimiter, Quota};
+use governor::Quota;
 use tokio::sync::{Semaphore, oneshot};
 
+use super::limits::KeyedLimit;
 use super::{Error, Services};
 use crate::store::SessionUser;
 
@@ -132,7 +133,7 @@ pub(super) struct SignInGuard {
     /// Attempts per email (lower-cased), and per email and client, within the window,
     /// counted when they start.
     attempts: Mutex<HashMap<String, Vec<Instant>>>,
-    clients: DefaultKeyedRateLimiter<IpAddr>,
+    clients: KeyedLimit<IpAddr>,
     /// One permit per hashing thread: at most that many checks are queued or running.
     hashing: Semaphore,
     checks: std::sync::mpsc::SyncSender<Check>,
@@ -173,7 +174,7 @@ impl SignInGuard {
         }
         Self {
             attempts: Mutex::default(),
-            clients: DefaultKeyedRateLimiter::keyed(Quota::per_minute(per_minute)),
+            clients: KeyedLimit::new(Quota::per_minute(per_minute)),
             hashing: Semaphore::new(threads),
             checks,
         }
@@ -196,7 +197,7 @@ impl SignInGuard {
 
     /// The counts an attempt for `email` from `client` goes into, and the limit of each.
     fn counts(email: &str, client: Option<IpAddr>) -> [(String, usize); 2] {
-        let from = client.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
+        let from = client_key(client);
         [
             (format!("{email}\n{from}"), MAX_FAILURES),
             (email.to_owned(), MAX_FAILURES_PER_EMAIL),
@@ -250,7 +251,24 @@ impl SignInGuard {
     }
 
     fn client_allowed(&self, client: Option<IpAddr>) -> bool {
-        client.is_none_or(|ip| self.clients.check_key(&ip).is_ok())
+        self.clients.check(&client_key(client)).is_ok()
+    }
+}
+
+/// The key one client's attempts are counted under. An IPv6 client holds a whole /64 (one
+/// host can pick any address in it), so the /64 is the client; an IPv4 address seen as
+/// IPv6 (`::ffff:a.b.c.d`) is that IPv4 address; and visitors whose address is unknown (a
+/// trusted proxy header missing or unreadable) share one key rather than go unlimited.
+fn client_key(client: Option<IpAddr>) -> IpAddr {
+    match client {
+        None => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        Some(IpAddr::V4(v4)) => IpAddr::V4(v4),
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+                v6.to_bits() & !((1_u128 << 64) - 1),
+            )),
+        },
     }
 }
 
@@ -413,8 +431,24 @@ mod tests {
         assert!(!guard.client_allowed(Some(ip)));
         assert!(guard.client_allowed(Some(other)), "per client");
         assert!(
-            guard.client_allowed(None),
-            "no address known: the other guards still hold"
+            (0..3).all(|_| guard.client_allowed(None)) && !guard.client_allowed(None),
+            "visitors of unknown address share one limit rather than go unlimited"
         );
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_whole_64_and_a_mapped_ipv4_is_that_ipv4() {
+        let guard = SignInGuard::new(1, 2);
+        let host = |s: &str| Some(s.parse::<IpAddr>().unwrap_or_else(|e| panic!("{e}")));
+        assert!(guard.client_allowed(host("2001:db8:1:2::1")));
+        assert!(guard.client_allowed(host("2001:db8:1:2:ffff::9")));
+        assert!(
+            !guard.client_allowed(host("2001:db8:1:2:abcd::7")),
+            "a new address in the same /64 is the same client"
+        );
+        assert!(guard.client_allowed(host("2001:db8:1:3::1")), "another /64");
+        assert!(guard.client_allowed(host("192.0.2.7")));
+        assert!(guard.client_allowed(host("::ffff:192.0.2.7")));
+        assert!(!guard.client_allowed(host("192.0.2.7")));
     }
 }

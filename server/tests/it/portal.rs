@@ -651,9 +651,10 @@ async fn a_flood_of_anonymous_sign_ins_keeps_the_servers_memory_bounded() {
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                 // An attacker sets its own sign-in cookie and token: they pass, as they should.
                 .header(header::COOKIE, format!("freshet_sign_in={SIGN_IN_TOKEN}"))
-                // As from 64 different clients (through a trusted proxy): no per-client limit
-                // holds them back, every one reaches the password check.
-                .header("x-forwarded-for", format!("198.51.100.{i}, 10.0.0.1"))
+                // As from 64 different clients (through a trusted proxy, which appended the
+                // address it saw to what the client sent): no per-client limit holds them
+                // back, every one reaches the password check.
+                .header("x-forwarded-for", format!("10.0.0.1, 198.51.100.{i}"))
                 .body(format!(
                     "email=nobody{round}-{i}%40example.com&password=guess+guess+guess&next=%2F&csrf={SIGN_IN_TOKEN}"
                 ))
@@ -669,8 +670,7 @@ async fn a_flood_of_anonymous_sign_ins_keeps_the_servers_memory_bounded() {
                 .unwrap_or_default();
             // Checked and refused, or told to try again: never let through, never a 5xx.
             assert!(
-                (status == 303 && to.contains("error=invalid"))
-                    || (status == 429 && to.contains("error=busy")),
+                status == 303 && (to.contains("error=invalid") || to.contains("error=busy")),
                 "{status} {to}"
             );
         }
