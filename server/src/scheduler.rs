@@ -20,16 +20,25 @@ pub async fn run_once(
     let shifted = clock.partner_offsets();
     let others: Vec<_> = shifted.iter().map(|(p, _)| *p).collect();
     let now = clock.now();
-    let mut total = schedule(store, now, period, PartnerScope::AllBut(&others)).await?;
+    let mut total = schedule(store, now, now, period, PartnerScope::AllBut(&others)).await?;
     for (partner, offset) in shifted {
-        total += schedule(store, now + offset, period, PartnerScope::Only(partner)).await?;
+        total += schedule(
+            store,
+            now,
+            now + offset,
+            period,
+            PartnerScope::Only(partner),
+        )
+        .await?;
     }
     Ok(total)
 }
 
+/// Schedules the accounts of `partners`, whose time is `as_of` (the server's is `now`).
 async fn schedule(
     store: &Store,
     now: chrono::DateTime<chrono::Utc>,
+    as_of: chrono::DateTime<chrono::Utc>,
     period: TimeDelta,
     partners: PartnerScope<'_>,
 ) -> Result<usize, crate::store::StoreError> {
@@ -37,7 +46,7 @@ async fn schedule(
     loop {
         let n = store
             .work()
-            .schedule_refreshes(now, now - period, 1000, partners)
+            .schedule_refreshes(now, as_of, as_of - period, 1000, partners)
             .await?;
         total += n;
         if n < 1000 {

@@ -13,7 +13,7 @@ use crate::bank::retry::RetryPolicy;
 use crate::bank::{Bank, BankAccount, BankError, FetchedTransaction};
 use crate::clock::Clock;
 use crate::random::random_unit;
-use crate::store::{ClaimedAccount, Outcome};
+use crate::store::{ClaimedAccount, Ending, Outcome};
 use crate::store::{Store, StoreError};
 
 /// One worker (several may run, in one process or many: leases keep them apart).
@@ -29,6 +29,9 @@ pub struct Worker {
     pub retry: RetryPolicy,
     /// Concurrent bank calls.
     pub concurrency: usize,
+    /// The most transactions one partner's users may hold (the sandbox's quota, which
+    /// bounds its disk however far its clock is moved); `None`: no limit.
+    pub transactions_per_partner: Option<u32>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -50,6 +53,7 @@ impl Worker {
             lease: TimeDelta::seconds(60),
             retry: RetryPolicy::default(),
             concurrency: 16,
+            transactions_per_partner: None,
         }
     }
 
@@ -110,7 +114,16 @@ impl Worker {
         if !self
             .store
             .work()
-            .finish(&self.owner, account, outcome, self.partner_now(account))
+            .finish(
+                &self.owner,
+                account,
+                outcome,
+                Ending {
+                    now: self.clock.now(),
+                    as_of: self.partner_now(account),
+                    transactions_quota: self.transactions_per_partner,
+                },
+            )
             .await?
         {
             tracing::warn!(account = %account.account_id, "lease lost before the fetch ended; another worker owns it");

@@ -569,6 +569,10 @@ fn reason(code: Option<&str>) -> String {
         Some("BANK_TIMEOUT") => "the bank did not answer in time (BANK_TIMEOUT)".to_owned(),
         Some("BANK_RATE_LIMITED") => "the bank is rate-limiting us (BANK_RATE_LIMITED)".to_owned(),
         Some("CONSENT_REVOKED") => "the user revoked the consent (CONSENT_REVOKED)".to_owned(),
+        Some("SANDBOX_QUOTA_EXCEEDED") => {
+            "the sandbox partner holds as many transactions as it may (SANDBOX_QUOTA_EXCEEDED)"
+                .to_owned()
+        }
         Some(other) => other.to_owned(),
         None => "unknown".to_owned(),
     }

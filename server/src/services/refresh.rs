@@ -270,6 +270,7 @@ fn decide(
             partner,
             user_id: command.user_id,
             accounts: triggered,
+            triggered_at: now,
         });
     }
     if let Some(idempotency) = &command.idempotency {

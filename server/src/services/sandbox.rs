@@ -281,7 +281,14 @@ impl Services {
         match self
             .store
             .accounts()
-            .connect(partner, user_id, &accounts, initial_fetch, now, quota)
+            .connect(
+                partner,
+                user_id,
+                &accounts,
+                initial_fetch.then(|| self.clock.now()),
+                now,
+                quota,
+            )
             .await?
         {
             Connected::Accounts(accounts) => Ok(accounts),

@@ -138,15 +138,16 @@ impl Accounts<'_> {
         ))
     }
 
-    /// Connects `accounts` to the user in one transaction, in the given order (with
-    /// `initial_fetch`, also queues their first fetch); `None` when the user is not
+    /// Connects `accounts` to the user in one transaction, in the given order, as of `now`
+    /// (the partner's time); with `initial_fetch` (the server's time now), also queues
+    /// their first fetch as a job created then. `NoSuchUser` when the user is not
     /// `partner`'s (and nothing is written).
     pub async fn connect(
         &self,
         partner: Uuid,
         user_id: Uuid,
         accounts: &[NewAccount],
-        initial_fetch: bool,
+        initial_fetch: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
         quota: ConnectQuota,
     ) -> Result<Connected, StoreError> {
@@ -166,12 +167,7 @@ impl Accounts<'_> {
         }
         let adding: usize = accounts.iter().map(|a| a.history.len()).sum();
         if adding > 0 {
-            let (held,): (i64,) = sqlx::query_as(
-                "SELECT COUNT(*) FROM transactions WHERE user_id IN (SELECT id FROM users WHERE partner_id = ?1)",
-            )
-            .bind(partner.to_string())
-            .fetch_one(&mut *tx)
-            .await?;
+            let held = super::transactions::held_by(&mut tx, &partner.to_string()).await?;
             if held + adding as i64 > i64::from(quota.transactions_per_partner) {
                 return Ok(Connected::OverQuota);
             }
@@ -215,7 +211,7 @@ impl Accounts<'_> {
                 in_flight_since: None,
             });
         }
-        if initial_fetch {
+        if let Some(queued_at) = initial_fetch {
             // As after a real connection journey: the first fetch, as a job of its own.
             let job = NewJob {
                 job_id: new_id(),
@@ -223,8 +219,9 @@ impl Accounts<'_> {
                 partner,
                 user_id,
                 accounts: created.iter().map(|a| a.account_id.to_string()).collect(),
+                triggered_at: now,
             };
-            jobs::insert(&mut tx, &[job], now).await?;
+            jobs::insert(&mut tx, &[job], queued_at).await?;
             for a in &mut created {
                 a.in_flight_since = Some(now);
             }

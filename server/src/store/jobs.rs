@@ -21,6 +21,10 @@ pub struct NewJob {
     pub user_id: Uuid,
     /// The accounts' ids.
     pub accounts: Vec<String>,
+    /// When it was triggered on its partner's clock (the sandbox may shift it): what its
+    /// accounts' in-flight marker holds, which rule 2 compares with that partner's now.
+    /// The job's own `created_at` is the server's time.
+    pub triggered_at: DateTime<Utc>,
 }
 
 /// A job as a list shows it.
@@ -135,7 +139,13 @@ async fn insert_jobs(
             job.accounts.iter().map(move |a| (id.clone(), a.as_str()))
         })
         .collect();
-    let account_ids: Vec<&str> = item_rows.iter().map(|(_, a)| *a).collect();
+    let accounts: Vec<(&str, i64)> = jobs
+        .iter()
+        .flat_map(|job| {
+            let at = to_ms(job.triggered_at);
+            job.accounts.iter().map(move |a| (a.as_str(), at))
+        })
+        .collect();
     // Each statement names every parameter, in order, through the same `p` CTE: sqlx binds
     // a statement's parameters by name only when none of ?1..?N is missing from it.
     let sql = "WITH p(jobs, items, accounts, now) AS (SELECT ?1, ?2, ?3, ?4)
@@ -145,8 +155,9 @@ async fn insert_jobs(
          INSERT INTO refresh_job_items (job_id, account_id, state)
            SELECT value ->> 0, value ->> 1, 'QUEUED' FROM p, json_each(p.items);
          WITH p(jobs, items, accounts, now) AS (SELECT ?1, ?2, ?3, ?4)
-         UPDATE accounts SET in_flight_since = (SELECT now FROM p)
-           WHERE in_flight_since IS NULL AND id IN (SELECT value FROM p, json_each(p.accounts));";
+         UPDATE accounts SET in_flight_since = t.at
+           FROM (SELECT value ->> 0 AS id, value ->> 1 AS at FROM p, json_each(p.accounts)) AS t
+           WHERE accounts.id = t.id AND accounts.in_flight_since IS NULL;";
     let sql = if then_commit {
         format!("{sql}\nCOMMIT;")
     } else {
@@ -155,7 +166,7 @@ async fn insert_jobs(
     sqlx::query(&sql)
         .bind(json(&job_rows)?)
         .bind(json(&item_rows)?)
-        .bind(json(&account_ids)?)
+        .bind(json(&accounts)?)
         .bind(to_ms(now))
         .execute(&mut *conn)
         .await?;

@@ -38,7 +38,7 @@ pub use refresh::{Batch, BatchWrites, LoadedUser, RefreshWriter, StoredResponse}
 pub use retention::Pruned;
 pub use transactions::{TransactionFilter, TransactionPage};
 pub use users::UserSummary;
-pub use work::{ClaimedAccount, Outcome, PartnerScope};
+pub use work::{ClaimedAccount, Ending, Outcome, PartnerScope, QUOTA_EXCEEDED};
 
 /// What can go wrong below the API. Every variant is an internal error for the client:
 /// "not found" and the like are `Option`s and enums of the calling service.

@@ -66,6 +66,17 @@ impl TransactionRow {
 /// time-ordered, so give them oldest first), skipping those whose bank id the account
 /// already has; returns how many were new. One statement, whatever their number: the one
 /// way a transaction is written.
+/// How many transactions `partner`'s users hold (kept by triggers, read in the caller's
+/// transaction so that a quota checked with it holds at commit).
+pub(super) async fn held_by(conn: &mut SqliteConnection, partner: &str) -> Result<i64, StoreError> {
+    let held: Option<(i64,)> =
+        sqlx::query_as("SELECT transactions_held FROM partners WHERE id = ?1")
+            .bind(partner)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(held.map_or(0, |(n,)| n))
+}
+
 pub(super) async fn insert(
     conn: &mut SqliteConnection,
     account_id: &str,

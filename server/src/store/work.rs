@@ -50,6 +50,34 @@ struct DueAccount {
     partner_id: String,
 }
 
+/// When, and under which quota, a fetch's items end ([`Work::finish`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ending {
+    /// The server's time: for the rows the server keeps time by (items' and jobs' ends,
+    /// the events' `created_at` that webhook schedules and retention read).
+    pub now: DateTime<Utc>,
+    /// The partner's time (its sandbox clock may be shifted): for the data the partner
+    /// sees and the rules read (`lastTransactionRefreshDate`, the transactions' `created`,
+    /// the event's payload).
+    pub as_of: DateTime<Utc>,
+    /// The most transactions one partner's users may hold (the sandbox's quota), if any.
+    pub transactions_quota: Option<u32>,
+}
+
+impl Ending {
+    /// At `now` for server and partner alike, with no quota.
+    pub fn at(now: DateTime<Utc>) -> Self {
+        Self {
+            now,
+            as_of: now,
+            transactions_quota: None,
+        }
+    }
+}
+
+/// The error code of an item whose fetch would take its partner past the sandbox's quota.
+pub const QUOTA_EXCEEDED: &str = "SANDBOX_QUOTA_EXCEEDED";
+
 /// How an account's fetch ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome<'a> {
@@ -173,13 +201,21 @@ impl WorkQueue<'_> {
     /// transactions, moves `lastTransactionRefreshDate` (on success), clears the in-flight
     /// marker, sets the items' and jobs' states, and appends one event per job. Returns
     /// `false` (writing nothing) when the lease was lost to another worker meanwhile.
+    ///
+    /// A fetch that would take the partner past `ending.transactions_quota` stores nothing
+    /// and fails the items with `SANDBOX_QUOTA_EXCEEDED`.
     pub async fn finish(
         &self,
         owner: &str,
         account: &ClaimedAccount,
         outcome: Outcome<'_>,
-        now: DateTime<Utc>,
+        ending: Ending,
     ) -> Result<bool, StoreError> {
+        let Ending {
+            now,
+            as_of,
+            transactions_quota,
+        } = ending;
         let mut tx = self.begin_write().await?;
         let held: Option<(i64,)> = sqlx::query_as(
             "SELECT 1 FROM refresh_job_items WHERE account_id = ?1 AND state = 'RUNNING' AND lease_owner = ?2 LIMIT 1",
@@ -201,6 +237,21 @@ impl WorkQueue<'_> {
         .bind(owner)
         .fetch_all(&mut *tx)
         .await?;
+        let outcome = match (outcome, transactions_quota) {
+            (Outcome::Fetched(fetched), Some(quota)) if !fetched.is_empty() => {
+                let held = super::transactions::held_by(&mut tx, &account.partner_id).await?;
+                if held + fetched.len() as i64 > i64::from(quota) {
+                    Outcome::Failed {
+                        code: QUOTA_EXCEEDED,
+                        retryable: false,
+                        consent_revoked: false,
+                    }
+                } else {
+                    Outcome::Fetched(fetched)
+                }
+            }
+            (outcome, _) => outcome,
+        };
         let mut new_transactions: i64 = 0;
         match &outcome {
             Outcome::Fetched(transactions) => {
@@ -210,13 +261,13 @@ impl WorkQueue<'_> {
                     &account.account_id,
                     &account.user_id,
                     transactions,
-                    now,
+                    as_of,
                 )
                 .await?;
                 new_transactions = i64::try_from(inserted).unwrap_or(0);
                 sqlx::query("UPDATE accounts SET last_transaction_refresh_date = ?2, in_flight_since = NULL WHERE id = ?1")
                     .bind(&account.account_id)
-                    .bind(to_ms(now))
+                    .bind(to_ms(as_of))
                     .execute(&mut *tx)
                     .await?;
             }
@@ -277,7 +328,7 @@ impl WorkQueue<'_> {
                 account,
                 &outcome,
                 new_transactions,
-                now,
+                as_of,
             );
             sqlx::query("INSERT INTO events (id, partner_id, type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
                 .bind(Uuid::new_v4().to_string())
@@ -297,10 +348,13 @@ impl WorkQueue<'_> {
     /// not in flight and were last ingested at or before `older_than` (or never): scheduled
     /// refreshes obey consent but not the on-demand interval. At most `limit` accounts a call;
     /// returns how many it scheduled. `partners` says whose accounts: partners on a time of
-    /// their own (the sandbox clock) are scheduled on it, one by one.
+    /// their own (the sandbox clock) are scheduled on it, one by one: `as_of` and
+    /// `older_than` are on the partners' time (consents, data age), `now` is the server's
+    /// (the jobs' and in-flight markers' times).
     pub async fn schedule_refreshes(
         &self,
         now: DateTime<Utc>,
+        as_of: DateTime<Utc>,
         older_than: DateTime<Utc>,
         limit: u32,
         partners: PartnerScope<'_>,
@@ -322,7 +376,7 @@ impl WorkQueue<'_> {
                AND u.partner_id NOT IN (SELECT value FROM json_each(?5))
              ORDER BY a.user_id, a.id LIMIT ?3",
         )
-        .bind(to_ms(now))
+        .bind(to_ms(as_of))
         .bind(to_ms(older_than))
         .bind(limit)
         .bind(only)
@@ -345,6 +399,7 @@ impl WorkQueue<'_> {
                     partner,
                     user_id,
                     accounts: vec![a.id.clone()],
+                    triggered_at: as_of,
                 }),
             }
         }

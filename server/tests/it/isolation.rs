@@ -111,6 +111,13 @@ async fn one_partners_sandbox_clock_moves_only_its_own_time() {
     );
     let a_refresh = app.refresh(&a, &user_a).await;
     assert_eq!(a_refresh.status, 201, "A's own time moved an hour");
+    // The account is in flight since A's now: A's next refresh is within its 20 minutes.
+    let again = app.refresh(&a, &user_a).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(
+        again.body["metadata"]["accounts"][0]["reason"],
+        "RATE_LIMITED"
+    );
 
     // A's bank data and its account's refresh date are as of A's time.
     let w = crate::worker::worker(&app).await;

@@ -279,7 +279,7 @@ async fn a_stale_lease_owner_cannot_end_an_item_another_worker_took() {
             first.owner(),
             &taken[0],
             server::store::Outcome::Fetched(&[]),
-            app.clock.now(),
+            server::store::Ending::at(app.clock.now()),
         )
         .await
         .unwrap();
@@ -326,7 +326,7 @@ async fn an_account_triggered_again_while_its_fetch_runs_is_fetched_once_for_bot
             w.owner(),
             &taken[0],
             server::store::Outcome::Fetched(&[]),
-            app.clock.now(),
+            server::store::Ending::at(app.clock.now()),
         )
         .await
         .unwrap();
@@ -488,4 +488,67 @@ async fn every_fault_kind_ends_the_item_with_its_code_and_a_failed_event() {
         );
         assert_eq!(p["error"]["code"], code);
     }
+}
+
+/// Moving a partner's sandbox clock far ahead makes the bank serve a new stretch of
+/// history at every refresh: the partner's transaction quota holds at ingestion too. A
+/// fetch that would pass it stores nothing and fails with `SANDBOX_QUOTA_EXCEEDED`; the
+/// same fetch under a larger quota is stored.
+#[tokio::test]
+async fn ingestion_keeps_a_sandbox_partner_within_its_transaction_quota() {
+    let app = TestApp::new().await;
+    let key = app.partner(true).await;
+    let user = app.user(&key).await;
+    let account = app
+        .connect(
+            &key,
+            &user,
+            json!([{ "lastTransactionRefreshDate": "2026-11-26T11:00:00.000Z", "transactionCount": 10 }]),
+        )
+        .await
+        .remove(0);
+    let held = app.count("transactions").await;
+    assert_eq!(held, 10);
+    // Sixty days on: the bank has two months of new transactions for the account.
+    let shifted = app
+        .post(
+            "/sandbox/v1/clock",
+            &key,
+            Some(json!({ "offsetSeconds": 60 * 86_400 })),
+        )
+        .await;
+    assert_eq!(shifted.status, 200, "{}", shifted.body);
+    let first = app.refresh(&key, &user).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let mut w = worker(&app).await;
+    w.transactions_per_partner = Some(20);
+    drain(&w).await;
+    let job = first.body["jobId"].as_str().unwrap();
+    let ended = app
+        .get(&format!("/v1/users/{user}/accounts-refresh/{job}"), &key)
+        .await;
+    assert_eq!(ended.body["status"], "FAILED", "{}", ended.body);
+    assert_eq!(
+        ended.body["accounts"][0]["error"],
+        json!({ "code": "SANDBOX_QUOTA_EXCEEDED", "retryable": false })
+    );
+    assert_eq!(app.count("transactions").await, held, "nothing stored");
+    let accounts = app.get(&format!("/v1/users/{user}/accounts"), &key).await;
+    assert_eq!(
+        accounts.body["data"][0]["lastTransactionRefreshDate"], "2026-11-26T11:00:00.000Z",
+        "the account did not move"
+    );
+
+    // Under a quota with room, the same stretch is stored.
+    let second = app.refresh(&key, &user).await;
+    assert_eq!(second.status, 201, "{}", second.body);
+    w.transactions_per_partner = Some(100_000);
+    drain(&w).await;
+    let stored = app.count("transactions").await;
+    assert!(stored > held + 10, "{stored} stored for {account}");
+    let counted: i64 = sqlx::query_scalar("SELECT transactions_held FROM partners")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(counted, stored, "the database's own count agrees");
 }

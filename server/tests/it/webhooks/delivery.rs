@@ -343,3 +343,54 @@ async fn one_partners_slow_receivers_take_only_its_share_of_the_pool() {
     assert_eq!(fast.received().len(), 1);
     assert_eq!(slow.received().len(), 8, "A's share, no more");
 }
+
+/// A partner's sandbox clock moves its data's time, not the server's: its events are
+/// stamped with the server's time, so a partner a day ahead (or behind) gets its webhooks
+/// now — not a day late — and its job ends after it began.
+#[tokio::test]
+async fn a_partner_on_a_shifted_sandbox_clock_gets_its_webhooks_now() {
+    let Subscribed {
+        app,
+        receiver,
+        key,
+        secret,
+        ..
+    } = subscribed().await;
+    let w = worker(&app).await;
+    for offset in [86_400, -86_400] {
+        let set = app
+            .post(
+                "/sandbox/v1/clock",
+                &key,
+                Some(json!({ "offsetSeconds": offset })),
+            )
+            .await;
+        assert_eq!(set.status, 200, "{}", set.body);
+        let before = receiver.received().len();
+        let (user, _) = refresh_new_user(&app, &w, &key, 1).await;
+        deliver_all(&app).await;
+        let received = receiver.received();
+        assert_eq!(received.len(), before + 1, "offset {offset}: delivered now");
+        let delivered = &received[before];
+        assert_signed_by(&secret, delivered);
+        let body = delivered.json();
+        assert_eq!(body["payload"]["userId"], user);
+        // The data is on the partner's time…
+        let as_of = noon() + TimeDelta::seconds(offset);
+        assert_eq!(
+            body["payload"]["lastTransactionRefreshDate"],
+            crate::harness::iso(as_of)
+        );
+        // …the job's own times on the server's.
+        let job = body["payload"]["jobId"].as_str().unwrap();
+        let job = app
+            .get(&format!("/v1/users/{user}/accounts-refresh/{job}"), &key)
+            .await;
+        assert_eq!(job.status, 200, "{}", job.body);
+        assert_eq!(job.body["createdAt"], crate::harness::iso(noon()));
+        assert_eq!(
+            job.body["accounts"][0]["finishedAt"],
+            crate::harness::iso(noon())
+        );
+    }
+}
