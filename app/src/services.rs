@@ -318,6 +318,21 @@ fn encode(text: &str) -> String {
     crate::pages::users::encode(text)
 }
 
+/// The URL without a `user:password@` part: a refused target goes back into the form
+/// through the address bar, where credentials must not be (history, logs, `Referer`).
+#[cfg(any(feature = "ssr", test))]
+fn without_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://{host}{tail}"),
+        None => url.to_owned(),
+    }
+}
+
 /// Subscribes a URL (a plain form: `target_url`, `event_types[i]`): on to the new
 /// subscription's page, which shows the secret once; back to the form with the reason when
 /// the server refuses.
@@ -341,7 +356,7 @@ pub async fn create_subscription(
             leptos_axum::redirect(&format!(
                 "/webhooks?error={}&url={}",
                 encode(&why),
-                encode(&target_url)
+                encode(&without_credentials(&target_url))
             ));
         }
     }
@@ -462,4 +477,26 @@ pub async fn sandbox_shift_clock(minutes: i64) -> Result<(), ServerFnError> {
         .map_err(to_client)?;
     leptos_axum::redirect(&format!("/sandbox?done=clock&minutes={minutes}"));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_credentials;
+
+    #[test]
+    fn a_refused_target_goes_back_without_its_credentials() {
+        assert_eq!(
+            without_credentials("https://user:p%40ss@hooks.example.com:8443/x?a=b@c#f"),
+            "https://hooks.example.com:8443/x?a=b@c#f"
+        );
+        assert_eq!(
+            without_credentials("https://a@b@hooks.example.com"),
+            "https://hooks.example.com"
+        );
+        assert_eq!(
+            without_credentials("https://hooks.example.com/p@th"),
+            "https://hooks.example.com/p@th"
+        );
+        assert_eq!(without_credentials("not a url"), "not a url");
+    }
 }

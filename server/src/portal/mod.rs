@@ -91,6 +91,8 @@ fn told(e: Error) -> ServiceError {
             ServiceError::Invalid("This server has no sandbox bank.".to_owned())
         }
         Error::Store(e) => ServiceError::Internal(e.to_string()),
+        // Not the caller's mistake: a 500 whose page says to try again.
+        Error::NotCommitted => ServiceError::Internal(Error::NotCommitted.to_string()),
         Error::Internal(e) => ServiceError::Internal(e),
         other => ServiceError::Invalid(other.to_string()),
     }

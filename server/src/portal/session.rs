@@ -165,6 +165,9 @@ pub async fn gate(State(services): State<Arc<Services>>, mut req: Request, next:
             if path == "/sign-in" {
                 return redirect("/");
             }
+            if let Err(throttled) = services.admit_partner(user.partner_id) {
+                return too_many(&throttled);
+            }
             let csrf = csrf_token(&token_of(&req));
             // A state-changing request of a session carries its token (or is JSON).
             if !reads_only && !is_json(req.headers()) {
@@ -194,6 +197,19 @@ pub async fn gate(State(services): State<Arc<Services>>, mut req: Request, next:
             redirect(&format!("/sign-in?next={}", encode(&target)))
         }
     }
+}
+
+/// A signed-in request past its partner's share: 429, with when to come back.
+fn too_many(throttled: &crate::services::limits::Throttled) -> Response {
+    let mut response = (
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests from your organisation just now; try again in a moment.",
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&throttled.retry_after_seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 fn token_of(req: &Request) -> String {

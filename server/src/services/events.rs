@@ -42,7 +42,8 @@ pub enum Grant {
 }
 
 /// How often an open stream checks its grant when nothing here revoked anything: for a
-/// session's expiry, and for revocations made by another process.
+/// session's expiry, and for revocations made by another process (for API keys, once this
+/// process's key cache has let go of the key: within its 30 s).
 const RECHECK: Duration = Duration::from_secs(1);
 
 struct Cursor {

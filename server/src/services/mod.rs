@@ -182,10 +182,18 @@ impl Services {
     /// The partner holding API key `key`, if its share of the API has room for this request.
     pub async fn admit(&self, key: &str) -> Result<Option<Partner>, Error> {
         let partner = self.partner_by_key(key).await?;
-        if let (Some(p), Some(rate)) = (&partner, &self.api_rate) {
-            rate.admit(p.id).map_err(Error::Throttled)?;
+        if let Some(p) = &partner {
+            self.admit_partner(p.id).map_err(Error::Throttled)?;
         }
         Ok(partner)
+    }
+
+    /// Takes one request from `partner`'s share of the server (its API key's requests and
+    /// its staff's portal requests draw on the same bucket).
+    pub fn admit_partner(&self, partner: uuid::Uuid) -> Result<(), Throttled> {
+        self.api_rate
+            .as_ref()
+            .map_or(Ok(()), |rate| rate.admit(partner))
     }
 
     /// A partner by its id.
@@ -195,21 +203,33 @@ impl Services {
 }
 
 /// Known API keys (by hash) and their partners, so that authentication costs no query
-/// after a key's first request. A revocation forgets them all.
+/// after a key's first request. A revocation here forgets them all; one made by another
+/// process on the same database holds once an entry is [`KEY_CACHE_TTL`] old.
 #[derive(Debug, Default)]
 struct PartnerCache {
-    by_hash: RwLock<HashMap<[u8; 32], Partner>>,
+    by_hash: RwLock<HashMap<[u8; 32], (Partner, std::time::Instant)>>,
 }
+
+/// How long a key's partner is believed without asking the database again.
+const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl PartnerCache {
     async fn by_key(&self, store: &Store, key: &str) -> Result<Option<Partner>, StoreError> {
         let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-        if let Some(p) = self.by_hash.read().ok().and_then(|m| m.get(&hash).cloned()) {
-            return Ok(Some(p));
+        let known = self.by_hash.read().ok().and_then(|m| {
+            m.get(&hash)
+                .filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL)
+                .map(|(p, _)| p.clone())
+        });
+        if known.is_some() {
+            return Ok(known);
         }
         let partner = store.partners().by_key(key).await?;
-        if let (Some(p), Ok(mut m)) = (&partner, self.by_hash.write()) {
-            m.insert(hash, p.clone());
+        if let Ok(mut m) = self.by_hash.write() {
+            match &partner {
+                Some(p) => m.insert(hash, (p.clone(), std::time::Instant::now())),
+                None => m.remove(&hash),
+            };
         }
         Ok(partner)
     }

@@ -906,3 +906,27 @@ async fn a_strangers_guesses_do_not_lock_the_owner_out() {
     .await;
     assert!(owner.set_cookie.is_some(), "{:?}", owner.location);
 }
+
+/// The portal's requests draw on the same per-partner share as the partner's API key: a
+/// flood of them from one partner's staff is refused with 429 and when to come back, and
+/// another partner's staff are served.
+#[tokio::test]
+async fn a_partners_portal_requests_count_against_its_share() {
+    let app = TestApp::with_api_rate(server::services::ApiRate::new(1, 5)).await;
+    let (key, session) = staff(&app, "ops@acme.example").await;
+    let (_, other) = staff(&app, "ops@other.example").await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(get(&app, "/", Some(&session)).await.status);
+    }
+    assert_eq!(&statuses[..5], &[StatusCode::OK; 5]);
+    assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS);
+    let refused = get(&app, "/", Some(&session)).await;
+    assert_eq!(refused.headers["retry-after"], "1");
+    // The API key shares the bucket; the other partner has its own.
+    assert_eq!(
+        app.get("/v1/webhooks/subscriptions", &key).await.status,
+        429
+    );
+    assert_eq!(get(&app, "/", Some(&other)).await.status, StatusCode::OK);
+}
