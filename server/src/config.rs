@@ -160,6 +160,10 @@ pub struct ServeArgs {
     /// Sandbox: transactions of history one partner's users may hold in all.
     #[arg(long, env = "FRESHET_SANDBOX_MAX_TRANSACTIONS_PER_PARTNER", default_value_t = Limits::default().sandbox_transactions_per_partner)]
     pub sandbox_max_transactions_per_partner: u32,
+    /// Sandbox: transactions one partner's users may hold in all, fetched ones included
+    /// (a fetch past it stores nothing and fails with SANDBOX_QUOTA_EXCEEDED).
+    #[arg(long, env = "FRESHET_SANDBOX_MAX_STORED_TRANSACTIONS_PER_PARTNER", default_value_t = Limits::default().sandbox_stored_transactions_per_partner)]
+    pub sandbox_max_stored_transactions_per_partner: u32,
     /// The address to listen on.
     #[arg(long, env = "FRESHET_BIND", default_value = "127.0.0.1:3000")]
     pub bind: SocketAddr,
@@ -207,6 +211,8 @@ impl ServeArgs {
             sandbox_accounts_per_user: self.sandbox_max_accounts_per_user,
             sandbox_transactions_per_account: self.sandbox_max_transactions_per_account,
             sandbox_transactions_per_partner: self.sandbox_max_transactions_per_partner,
+            sandbox_stored_transactions_per_partner: self
+                .sandbox_max_stored_transactions_per_partner,
         }
     }
 

@@ -132,7 +132,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("building the bank connector: {e}"))?;
         let mut worker = Worker::new(store.clone(), Arc::new(connector), Arc::clone(&clock));
         worker.lease = chrono::TimeDelta::seconds(args.worker_lease_seconds);
-        worker.transactions_per_partner = Some(args.limits().sandbox_transactions_per_partner);
+        worker.transactions_per_partner =
+            Some(args.limits().sandbox_stored_transactions_per_partner);
         worker.spawn();
         server::scheduler::spawn(
             store.clone(),

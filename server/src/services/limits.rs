@@ -27,6 +27,10 @@ pub struct Limits {
     /// Transactions of made-up history one partner's sandbox users may hold in all: what
     /// bounds a partner's share of the disk (about 0.8 KB each, indexes included).
     pub sandbox_transactions_per_partner: u32,
+    /// Transactions one partner's sandbox users may hold in all, fetched ones included: what
+    /// bounds the disk however far the partner moves its clock (each move opens new bank
+    /// history). Checked at every ingestion; a fetch past it stores nothing and fails.
+    pub sandbox_stored_transactions_per_partner: u32,
 }
 
 impl Default for Limits {
@@ -37,6 +41,9 @@ impl Default for Limits {
             sandbox_accounts_per_user: 20,
             sandbox_transactions_per_account: 1_000,
             sandbox_transactions_per_partner: 100_000,
+            // Room for every account a partner may hold to fetch its bank's 90 days a
+            // few times over (~0.8 GB at most), well past any sandbox test.
+            sandbox_stored_transactions_per_partner: 1_000_000,
         }
     }
 }
