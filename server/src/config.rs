@@ -30,6 +30,12 @@ pub enum Command {
     PortalUser(PortalUserCommand),
     /// Apply the database migrations, then exit.
     Migrate(DatabaseArgs),
+    /// Manage the banks freshet fetches from.
+    #[command(subcommand)]
+    Bank(BankCommand),
+    /// Manage the keys that seal secrets at rest.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Serve the sandbox bank alone (UK Open Banking shape; `serve --sandbox` starts one itself).
     SandboxBank {
         /// The address to listen on.
@@ -40,6 +46,66 @@ pub enum Command {
         )]
         bind: SocketAddr,
     },
+}
+
+/// `freshet bank ...`.
+#[derive(Debug, Subcommand)]
+pub enum BankCommand {
+    /// Register a bank, or update its registration (same --id); prints it (never the secret).
+    Add(Box<BankAddArgs>),
+    /// List the registered banks, one JSON object a line (never a secret).
+    List(DatabaseArgs),
+}
+
+/// `freshet bank add`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("endpoints").required(true).args(["discovery_url", "authorization_url"])))]
+pub struct BankAddArgs {
+    /// The bank's id in freshet (1–64 of a-z, 0-9, '-').
+    #[arg(long)]
+    pub id: String,
+    /// Its name, as partners and end users see it.
+    #[arg(long)]
+    pub name: String,
+    /// The base URL of its AIS API (e.g. `https://bank.example/open-banking/v3.1/aisp`).
+    #[arg(long)]
+    pub api_base: String,
+    /// Its OpenID Provider Configuration (the OAuth endpoints are read from it).
+    #[arg(long)]
+    pub discovery_url: Option<String>,
+    /// Its OAuth authorization endpoint (with --token-url, instead of --discovery-url).
+    #[arg(long, requires = "token_url")]
+    pub authorization_url: Option<String>,
+    /// Its OAuth token endpoint.
+    #[arg(long, requires = "authorization_url")]
+    pub token_url: Option<String>,
+    /// freshet's client id at the bank.
+    #[arg(long)]
+    pub client_id: String,
+    /// A file holding freshet's client secret at the bank (read, sealed, stored; never printed).
+    #[arg(long)]
+    pub client_secret_file: PathBuf,
+    /// A PEM file of the private CA the bank's certificates chain to.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Requests in flight to the bank at once, across the server.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+    /// Requests a second to the bank, across the server.
+    #[arg(long, default_value_t = 10.0)]
+    pub requests_per_second: f64,
+    /// The database.
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+}
+
+/// `freshet keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Seal every secret with a new key: with the key file, a new key is added to it; with
+    /// FRESHET_MASTER_KEY, set the new key there and the old one in
+    /// FRESHET_RETIRED_MASTER_KEYS first.
+    Rotate(DatabaseArgs),
 }
 
 /// `freshet portal-user ...`.

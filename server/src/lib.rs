@@ -12,6 +12,7 @@ pub mod portal;
 pub mod random;
 pub mod retention;
 pub mod scheduler;
+pub mod secrets;
 pub mod services;
 pub mod sse;
 pub mod store;

@@ -4,11 +4,17 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use server::bank::directory::{Directory, SANDBOX};
 use server::bank::http::HttpBank;
 use server::bank::sandbox::SandboxBank;
 use server::clock::Clock;
-use server::config::{Cli, Command, DatabaseArgs, PartnerCommand, PortalUserCommand, ServeArgs};
+use server::config::{
+    BankAddArgs, BankCommand, Cli, Command, DatabaseArgs, KeysCommand, PartnerCommand,
+    PortalUserCommand, ServeArgs,
+};
+use server::secrets::Keyring;
 use server::services::Services;
+use server::services::banks;
 use server::store::Store;
 use server::webhooks::Deliverer;
 use server::worker::Worker;
@@ -30,6 +36,41 @@ async fn main() -> anyhow::Result<()> {
             let addr = serve_sandbox_bank(bank, bind).await?;
             tracing::info!("sandbox bank listening on http://{addr}");
             shutdown_signal().await;
+            Ok(())
+        }
+        Command::Bank(BankCommand::Add(args)) => add_bank(*args).await,
+        Command::Bank(BankCommand::List(db)) => {
+            let store = open(&db).await?;
+            for bank in store.banks().list().await? {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "bankId": bank.id, "name": bank.name, "apiBase": bank.api_base,
+                        "issuer": bank.issuer, "authorizationUrl": bank.authorization_url,
+                        "tokenUrl": bank.token_url, "clientId": bank.client_id,
+                        "privateCa": bank.ca_pem.is_some(), "maxInFlight": bank.max_in_flight,
+                        "requestsPerSecond": bank.requests_per_second,
+                        "updatedAt": freshet_rules::format_timestamp(bank.updated_at),
+                    })
+                );
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate(db)) => {
+            let store = open(&db).await?;
+            let keys = Keyring::load(store.file())?;
+            let keys = if std::env::var_os(server::secrets::MASTER_KEY_ENV).is_some() {
+                keys
+            } else {
+                keys.with_new_key()?
+            };
+            let sealed = banks::reseal_secrets(&store, &keys)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "{}",
+                serde_json::json!({ "keyId": keys.current_key_id(), "resealed": sealed })
+            );
             Ok(())
         }
         Command::Migrate(db) => {
@@ -73,6 +114,55 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// `freshet bank add`: reads the secret and the CA, registers, prints the bank.
+async fn add_bank(args: BankAddArgs) -> anyhow::Result<()> {
+    let store = open(&args.db).await?;
+    let keys = Keyring::load(store.file())?;
+    let secret = std::fs::read_to_string(&args.client_secret_file)
+        .with_context(|| format!("reading {}", args.client_secret_file.display()))?;
+    let ca_pem = match &args.ca_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let endpoints = match (args.discovery_url, args.authorization_url, args.token_url) {
+        (Some(url), _, _) => banks::Endpoints::Discovery(url),
+        (None, Some(authorization_url), Some(token_url)) => banks::Endpoints::Given {
+            authorization_url,
+            token_url,
+        },
+        _ => anyhow::bail!("give --discovery-url, or --authorization-url and --token-url"),
+    };
+    let registration = banks::BankRegistration {
+        id: args.id.clone(),
+        name: args.name,
+        api_base: args.api_base,
+        endpoints,
+        client_id: args.client_id,
+        client_secret: secret.trim().to_owned(),
+        ca_pem,
+        max_in_flight: args.max_in_flight,
+        requests_per_second: args.requests_per_second,
+    };
+    let new = banks::register(&store, &keys, registration, Clock::default().now())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let bank = store
+        .banks()
+        .get(&args.id)
+        .await?
+        .context("the bank just registered is not there")?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "bankId": bank.id, "name": bank.name, "created": new,
+            "authorizationUrl": bank.authorization_url, "tokenUrl": bank.token_url,
+        })
+    );
+    Ok(())
+}
+
 /// Opens the database and applies pending migrations.
 async fn open(db: &DatabaseArgs) -> anyhow::Result<Store> {
     let store = Store::open(&db.database_url)
@@ -84,6 +174,12 @@ async fn open(db: &DatabaseArgs) -> anyhow::Result<Store> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = open(&args.db).await?;
+    // Created on first start (a key file beside the database) when not given.
+    let keys = Keyring::load(store.file())?;
+    tracing::info!(
+        key = keys.current_key_id(),
+        "secrets at rest sealed with this key"
+    );
     let clock = Arc::new(Clock::default());
     let policy = args.policy();
     let sandbox = args.sandbox || args.demo;
@@ -124,23 +220,36 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("building the webhook client: {e}"))?
     .spawn();
     server::retention::spawn(store.clone(), Arc::clone(&clock));
+    // The engine runs on every server: the workers fetch each account from its own bank
+    // through the directory, the scheduler queues what is due.
+    let directory = Directory::default();
+    for registered in store.banks().list().await? {
+        // Listed, not yet fetched from: their connector comes with the connection journey.
+        directory.register(&registered.id, &registered.name, None);
+    }
+    let mut worker = Worker::new(
+        store.clone(),
+        Arc::new(directory.clone()),
+        Arc::clone(&clock),
+    );
+    worker.lease = chrono::TimeDelta::seconds(args.worker_lease_seconds);
     if let Some(bank) = bank {
         let addr = serve_sandbox_bank(bank, args.sandbox_bank_bind).await?;
         tracing::info!("sandbox bank listening on http://{addr}");
-        // Workers fetch triggered accounts from it, over HTTP like from any bank.
+        // Fetched over HTTP like any bank.
         let connector = HttpBank::new(format!("http://{addr}"), std::time::Duration::from_secs(10))
             .map_err(|e| anyhow::anyhow!("building the bank connector: {e}"))?;
-        let mut worker = Worker::new(store.clone(), Arc::new(connector), Arc::clone(&clock));
-        worker.lease = chrono::TimeDelta::seconds(args.worker_lease_seconds);
+        directory.register(SANDBOX, banks::SANDBOX_NAME, Some(Arc::new(connector)));
         worker.transactions_per_partner =
             Some(args.limits().sandbox_stored_transactions_per_partner);
-        worker.spawn();
-        server::scheduler::spawn(
-            store.clone(),
-            Arc::clone(&clock),
-            chrono::TimeDelta::seconds(args.scheduled_refresh_seconds),
-        );
     }
+    tracing::info!(banks = ?directory, "refresh workers fetching from these banks");
+    worker.spawn();
+    server::scheduler::spawn(
+        store.clone(),
+        Arc::clone(&clock),
+        chrono::TimeDelta::seconds(args.scheduled_refresh_seconds),
+    );
     let state = AppState::new(&args.site_root, services)
         .with_trusted_client_header(args.trusted_client_ip_header.clone());
     if state.leptos.output_name.as_ref() == "freshet" {

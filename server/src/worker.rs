@@ -133,6 +133,7 @@ impl Worker {
 
     async fn fetch(&self, account: &ClaimedAccount) -> Result<Vec<FetchedTransaction>, BankError> {
         let bank_account = BankAccount {
+            bank_id: account.bank.bank_id.clone(),
             consent_id: account.bank.consent_id.clone(),
             account_id: account.bank.account_id.clone(),
         };

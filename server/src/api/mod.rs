@@ -2,6 +2,7 @@
 //! request, call one use case of `services`, and render its result as JSON or its error as
 //! problem+json. Contract: `shared/spec/api.md`.
 
+mod banks;
 mod error;
 mod events;
 mod extract;
@@ -51,7 +52,8 @@ where
         .routes(routes!(webhooks::test))
         .routes(routes!(webhooks::deliveries))
         .routes(routes!(webhooks::redeliver))
-        .routes(routes!(webhooks::recover));
+        .routes(routes!(webhooks::recover))
+        .routes(routes!(banks::list));
     if sandbox {
         api = api
             .routes(routes!(sandbox::create_user))

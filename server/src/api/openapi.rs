@@ -25,6 +25,7 @@ use uuid::Uuid;
         (name = "refresh", description = "The on-demand refresh and its jobs"),
         (name = "webhooks", description = "Webhook subscriptions, the attempt log, redelivery and recovery"),
         (name = "events", description = "Server-sent events of the partner's event log"),
+        (name = "banks", description = "The banks this server fetches from, and how they answer"),
         (name = "sandbox", description = "Sandbox shortcuts (only on a server started with --sandbox)"),
     ),
     components(schemas(Problem))

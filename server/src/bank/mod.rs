@@ -2,6 +2,8 @@
 //! failures, when a failed fetch is tried again, the HTTP connector, and the sandbox bank
 //! it talks to. (The workers that use them come with the rest of the refresh engine.)
 
+pub mod directory;
+pub mod discovery;
 pub mod http;
 pub mod retry;
 pub mod sandbox;
@@ -74,6 +76,8 @@ pub struct FetchedTransaction {
 /// Which account to fetch, under which consent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BankAccount {
+    /// The bank's id in freshet (which connector fetches it).
+    pub bank_id: String,
     /// The consent the user gave (sent as the bearer of the request).
     pub consent_id: String,
     /// The bank's id of the account.

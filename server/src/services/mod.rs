@@ -4,6 +4,7 @@
 //! makes work due wakes the loop that does it (the webhook deliverer), so no front has to
 //! remember to. Only `store/` below speaks SQL.
 
+pub mod banks;
 pub mod events;
 mod jobs;
 mod keys;

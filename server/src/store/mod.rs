@@ -1,4 +1,4 @@
-//! All of freshet's SQL, one module and one handle per aggregate (`store.partners()`,
+//! All of freshet's SQL, one module and one handle per aggregate (`store.partners()`, `.banks()`,
 //! `.portal_users()`, `.users()`, `.accounts()`, `.transactions()`, `.jobs()`, `.work()`,
 //! `.events()`, `.subscriptions()`, `.deliveries()`, `.attempts()`; the refresh decision's
 //! transaction is [`RefreshWriter`]), so that PostgreSQL can come later as a second
@@ -11,6 +11,7 @@
 //! client) and several read connections, which WAL lets run beside the writer.
 
 mod accounts;
+mod banks;
 mod events;
 mod jobs;
 mod partners;
@@ -30,6 +31,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use accounts::{AccountAtBank, ConnectQuota, Connected, NewAccount};
+pub use banks::{BankAnswers, BankRecord};
 pub use events::{JobEvent, StoredEvent};
 pub use jobs::{ItemTimings, JobSummary, NewJob};
 pub use partners::{ApiKey, CreatedPartner};
@@ -102,6 +104,8 @@ macro_rules! aggregates {
 aggregates! {
     /// Partners and their API keys.
     Partners => partners,
+    /// The banks freshet fetches from.
+    Banks => banks,
     /// Portal users and their sessions.
     PortalUsers => portal_users,
     /// A partner's users.
@@ -173,6 +177,14 @@ impl Store {
     /// so that what it reads cannot change before it writes.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// The database's file, unless it lives in memory.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        let path = self.options.get_filename();
+        let name = path.to_string_lossy();
+        (!name.is_empty() && !name.starts_with(":memory:") && !name.contains("mode=memory"))
+            .then_some(path)
     }
 
     /// A receiver that changes after each commit that appended events.

@@ -24,6 +24,7 @@ async fn bank() -> (Arc<SandboxBank>, Arc<Clock>, HttpBank) {
 
 fn account(persona: &str, id: &str) -> BankAccount {
     BankAccount {
+        bank_id: "sandbox".into(),
         consent_id: consent_id(persona, "partner-1", id),
         account_id: id.to_owned(),
     }
@@ -131,6 +132,7 @@ async fn each_fault_maps_to_its_typed_error_and_clears() {
 async fn a_consent_for_another_account_or_none_is_refused() {
     let (_, _, client) = bank().await;
     let stolen = BankAccount {
+        bank_id: "sandbox".into(),
         consent_id: consent_id("salaried", "partner-1", "acc-5"),
         account_id: "acc-6".into(),
     };
@@ -139,6 +141,7 @@ async fn a_consent_for_another_account_or_none_is_refused() {
         BankError::ConsentRevoked
     );
     let none = BankAccount {
+        bank_id: "sandbox".into(),
         consent_id: "nope".into(),
         account_id: "acc-6".into(),
     };

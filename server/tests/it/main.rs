@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // tests: a failed unwrap is a failed test
 
 mod bank;
+mod banks;
 mod events;
 mod harness;
 mod isolation;
