@@ -45,6 +45,22 @@ pub enum Command {
             default_value = "127.0.0.1:4010"
         )]
         bind: SocketAddr,
+        /// Where freshet's connection journey comes back to (its callback), for the client
+        /// registered for freshet at start; repeat for several.
+        #[arg(
+            long = "redirect-uri",
+            env = "FRESHET_SANDBOX_BANK_REDIRECT_URIS",
+            value_delimiter = ',',
+            default_value = "http://127.0.0.1:3000/connect/callback"
+        )]
+        redirect_uris: Vec<String>,
+        /// Where to write the client secret of that client (mode 0600), for `freshet bank add`.
+        #[arg(
+            long,
+            env = "FRESHET_SANDBOX_BANK_SECRET_FILE",
+            default_value = "sandbox-bank.secret"
+        )]
+        client_secret_file: PathBuf,
     },
 }
 

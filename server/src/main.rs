@@ -31,10 +31,28 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
-        Command::SandboxBank { bind } => {
+        Command::SandboxBank {
+            bind,
+            redirect_uris,
+            client_secret_file,
+        } => {
             let bank = Arc::new(SandboxBank::new(Arc::new(Clock::default())));
-            let addr = serve_sandbox_bank(bank, bind).await?;
-            tracing::info!("sandbox bank listening on http://{addr}");
+            // freshet's client at this bank, and the command that registers the bank with
+            // freshet (the secret goes to a file, never to the terminal).
+            let mut secret = [0_u8; 24];
+            getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+            let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+            write_private(&client_secret_file, &secret)?;
+            bank.authority
+                .register_as("freshet", &secret, redirect_uris);
+            let addr = serve_sandbox_bank(Arc::clone(&bank), bind).await?;
+            let base = format!("http://{addr}");
+            bank.set_issuer(&base);
+            tracing::info!("sandbox bank listening on {base}");
+            println!(
+                "freshet bank add --id sandbox-bank --name \"freshet Sandbox Bank\" --api-base {base}/open-banking/v3.1/aisp --discovery-url {base}/.well-known/openid-configuration --client-id freshet --client-secret-file {}",
+                client_secret_file.display()
+            );
             shutdown_signal().await;
             Ok(())
         }
@@ -160,6 +178,31 @@ async fn add_bank(args: BankAddArgs) -> anyhow::Result<()> {
             "authorizationUrl": bank.authorization_url, "tokenUrl": bank.token_url,
         })
     );
+    Ok(())
+}
+
+/// Writes `text` to a file only its owner may read.
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        // An existing file keeps its mode on open: make it the owner's alone.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {}", path.display()))?;
+    }
     Ok(())
 }
 

@@ -340,3 +340,62 @@ async fn a_partner_sees_each_bank_with_the_status_of_its_recent_answers() {
     let listed = app.get("/v1/banks", &key).await;
     assert_eq!(status(&listed.body, "sandbox"), "AVAILABLE");
 }
+
+/// `freshet sandbox-bank` prints the one command that registers it; run as printed, that
+/// command reads the running bank's discovery document and registers it.
+#[test]
+fn the_standalone_sandbox_bank_prints_the_command_that_registers_it() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("bank.secret");
+    let mut bank = Command::new(env!("CARGO_BIN_EXE_freshet"))
+        .args(["sandbox-bank", "--bind", "127.0.0.1:0"])
+        .args(["--client-secret-file", secret_file.to_str().unwrap()])
+        .args(["--redirect-uri", "http://127.0.0.1:3000/connect/callback"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = std::io::BufReader::new(bank.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    // The printed command, split as a shell would (one quoted argument: the name).
+    let (before, rest) = line.split_once(" \"").unwrap();
+    let (name, after) = rest.split_once("\" ").unwrap();
+    let mut args: Vec<String> = before.split_whitespace().map(str::to_owned).collect();
+    args.push(name.to_owned());
+    args.extend(after.split_whitespace().map(str::to_owned));
+    assert_eq!(&args[..3], ["freshet", "bank", "add"]);
+    let db = format!("sqlite://{}", dir.path().join("freshet.db").display());
+    args.extend(["--database-url".to_owned(), db.clone()]);
+    let added = freshet(&args[1..].iter().map(String::as_str).collect::<Vec<_>>());
+    let _ = bank.kill();
+    let _ = bank.wait();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&added.stdout).unwrap();
+    assert_eq!(printed["bankId"], "sandbox-bank");
+    assert!(printed["tokenUrl"].as_str().unwrap().ends_with("/token"));
+    assert!(
+        printed["authorizationUrl"]
+            .as_str()
+            .unwrap()
+            .ends_with("/authorize")
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secret_file)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    assert!(!line.contains(&std::fs::read_to_string(&secret_file).unwrap()));
+}

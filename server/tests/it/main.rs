@@ -7,6 +7,7 @@ mod events;
 mod harness;
 mod isolation;
 mod malformed;
+mod oauth;
 mod openapi;
 mod portal;
 mod refresh;

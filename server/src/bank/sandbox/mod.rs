@@ -25,6 +25,8 @@ pub const HISTORY_DAYS: i64 = 90;
 /// Transactions per page.
 pub const PAGE_SIZE: usize = 100;
 
+pub mod authz;
+pub mod oauth;
 pub mod personas;
 
 pub use personas::{BankTransaction, PERSONAS, history};
@@ -97,6 +99,9 @@ pub enum FaultScope {
 pub struct SandboxBank {
     clock: Arc<Clock>,
     faults: RwLock<HashMap<FaultScope, Fault>>,
+    /// Its authorization server: clients, consents, codes and tokens.
+    pub authority: oauth::Authority,
+    issuer: RwLock<Option<String>>,
 }
 
 impl SandboxBank {
@@ -105,7 +110,21 @@ impl SandboxBank {
         Self {
             clock,
             faults: RwLock::new(HashMap::new()),
+            authority: oauth::Authority::default(),
+            issuer: RwLock::new(None),
         }
+    }
+
+    /// Its base URL as clients reach it (`http://127.0.0.1:4010`), once it is bound.
+    pub fn set_issuer(&self, base: &str) {
+        if let Ok(mut issuer) = self.issuer.write() {
+            *issuer = Some(base.trim_end_matches('/').to_owned());
+        }
+    }
+
+    /// Its base URL, when set.
+    pub fn issuer(&self) -> Option<String> {
+        self.issuer.read().ok().and_then(|i| i.clone())
     }
 
     /// Sets (or, with neither latency nor kind, clears) a fault of the account it names, or
@@ -161,6 +180,26 @@ pub fn router(bank: Arc<SandboxBank>) -> Router {
         .route(
             "/open-banking/v3.1/aisp/accounts/{account_id}/transactions",
             get(transactions),
+        )
+        .route("/.well-known/openid-configuration", get(authz::discovery))
+        .route("/register", post(authz::register))
+        .route("/token", post(authz::token))
+        .route(
+            "/authorize",
+            get(authz::authorize_page).post(authz::authorize),
+        )
+        .route(
+            "/open-banking/v3.1/aisp/account-access-consents",
+            post(authz::create_consent),
+        )
+        .route(
+            "/open-banking/v3.1/aisp/account-access-consents/{consent_id}",
+            get(authz::get_consent).delete(authz::delete_consent),
+        )
+        .route("/open-banking/v3.1/aisp/accounts", get(authz::accounts))
+        .route(
+            "/open-banking/v3.1/aisp/accounts/{account_id}/balances",
+            get(authz::balances),
         )
         .route("/faults", post(set_fault))
         .with_state(bank)
@@ -228,13 +267,50 @@ async fn transactions(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let Some((persona, partner, consented_account)) = bearer.and_then(decode_consent) else {
-        return ob_error(
-            StatusCode::UNAUTHORIZED,
-            "UK.OBIE.Header.Invalid",
-            "no valid consent in Authorization",
-        );
+    // A sandbox shortcut's consent id, or an access token of an authorised consent.
+    let (persona, partner, consented_account) = match bearer.and_then(decode_consent) {
+        Some((persona, partner, account)) => {
+            (persona.to_owned(), partner.to_owned(), account.to_owned())
+        }
+        None => {
+            match bank
+                .authority
+                .grant_of(bearer.unwrap_or_default(), bank.clock.now())
+            {
+                Ok(oauth::Grant::Consent {
+                    client_id,
+                    consent_id,
+                }) => {
+                    let covered = bank
+                        .authority
+                        .consent_by_id(&consent_id)
+                        .is_some_and(|c| c.accounts.contains(&account_id));
+                    let persona = oauth::persona_of(&account_id).unwrap_or("salaried");
+                    let account = if covered {
+                        account_id.clone()
+                    } else {
+                        String::new()
+                    };
+                    (persona.to_owned(), client_id, account)
+                }
+                Err(oauth::Denied::ConsentNotAuthorised) => {
+                    return ob_error(
+                        StatusCode::FORBIDDEN,
+                        "UK.OBIE.Resource.ConsentRevoked",
+                        "the consent is revoked, expired or not authorised",
+                    );
+                }
+                _ => {
+                    return ob_error(
+                        StatusCode::UNAUTHORIZED,
+                        "UK.OBIE.Header.Invalid",
+                        "no valid consent or access token in Authorization",
+                    );
+                }
+            }
+        }
     };
+    let (persona, partner) = (persona.as_str(), partner.as_str());
     if consented_account != account_id {
         return ob_error(
             StatusCode::FORBIDDEN,

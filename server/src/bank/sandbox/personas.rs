@@ -4,7 +4,14 @@
 use chrono::{DateTime, TimeDelta, Utc};
 
 /// The personas the sandbox knows.
-pub const PERSONAS: &[&str] = &["salaried", "gambler", "overdraft", "savings"];
+pub const PERSONAS: &[&str] = &[
+    "salaried",
+    "gambler",
+    "overdraft",
+    "savings",
+    "returned-dd",
+    "multiple-loans",
+];
 
 /// One generated transaction, as a bank would report it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +66,17 @@ fn spending(persona: &str) -> &'static [(&'static str, &'static str, i64)] {
             ("Shell", "transport", 6000),
         ],
         "savings" => &[("Transfer to savings pot", "savings", 10000)],
+        "returned-dd" => &[
+            ("British Gas", "utilities", 8500),
+            ("Returned direct debit fee", "fees", 1200),
+            ("Tesco", "groceries", 2800),
+        ],
+        "multiple-loans" => &[
+            ("Klarna", "loan_repayment", 4500),
+            ("Zopa", "loan_repayment", 18000),
+            ("Lendable", "loan_repayment", 12000),
+            ("Sainsbury's", "groceries", 3600),
+        ],
         _ => &[
             ("Tesco", "groceries", 3500),
             ("TfL", "transport", 280),
