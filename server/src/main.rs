@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 use server::bank::directory::{Directory, SANDBOX};
 use server::bank::http::HttpBank;
+use server::bank::openbanking::OpenBankingBank;
 use server::bank::sandbox::SandboxBank;
 use server::clock::Clock;
 use server::config::{
@@ -236,6 +237,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(bank) = &bank {
         services = services.with_sandbox_bank(Arc::clone(bank));
     }
+    // The banks' connectors, shared by the workers and the connection journey.
+    let directory = Directory::default();
+    services = services.with_bank_directory(directory.clone());
+    for registered in store.banks().list().await? {
+        let name = registered.name.clone();
+        let connector =
+            OpenBankingBank::new(registered, keys.clone(), store.clone(), Arc::clone(&clock))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        services.add_open_banking(&name, Arc::new(connector));
+    }
     let services = Arc::new(services);
     if args.demo {
         seed_demo(&services, &args).await?;
@@ -265,11 +276,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server::retention::spawn(store.clone(), Arc::clone(&clock));
     // The engine runs on every server: the workers fetch each account from its own bank
     // through the directory, the scheduler queues what is due.
-    let directory = Directory::default();
-    for registered in store.banks().list().await? {
-        // Listed, not yet fetched from: their connector comes with the connection journey.
-        directory.register(&registered.id, &registered.name, None);
-    }
     let mut worker = Worker::new(
         store.clone(),
         Arc::new(directory.clone()),

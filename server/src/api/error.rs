@@ -189,6 +189,9 @@ impl From<Error> for ApiError {
             Error::NoSandboxBank => Self::NotImplemented("this server runs no sandbox bank"),
             Error::Throttled(throttled) => Self::TooManyRequests { detail, throttled },
             Error::LimitReached(limit, detail) => Self::Unprocessable(limit.code(), detail),
+            Error::BankUnavailable => {
+                Self::Unavailable("the bank is unavailable; nothing was connected, try again later")
+            }
             Error::NotCommitted => Self::Unavailable(
                 "the refresh could not be recorded; nothing was triggered, try again",
             ),

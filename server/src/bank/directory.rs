@@ -92,6 +92,22 @@ impl Bank for Directory {
     }
 }
 
+impl Directory {
+    /// The accounts consent `consent_id` at bank `bank_id` covers.
+    pub async fn accounts(
+        &self,
+        bank_id: &str,
+        consent_id: &str,
+    ) -> Result<Vec<super::AccountInfo>, BankError> {
+        self.connector(bank_id)?.accounts(consent_id).await
+    }
+
+    /// The name of bank `id`, if the directory knows it.
+    pub fn name_of(&self, id: &str) -> Option<String> {
+        self.banks.read().ok()?.get(id).map(|e| e.name.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

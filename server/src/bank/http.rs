@@ -103,69 +103,96 @@ impl Bank for HttpBank {
         account: &BankAccount,
         since: Option<DateTime<Utc>>,
     ) -> Result<Vec<FetchedTransaction>, BankError> {
-        let mut url = format!(
-            "{}/open-banking/v3.1/aisp/accounts/{}/transactions",
-            self.base_url, account.account_id
-        );
-        if let Some(since) = since {
-            url.push_str(&format!(
-                "?fromBookingDateTime={}",
-                freshet_rules::format_timestamp(since)
-            ));
-        }
-        let mut out = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let response = self
-                .client
-                .get(&url)
-                .bearer_auth(&account.consent_id)
-                .header("accept", "application/json")
-                .send()
-                .await
-                .map_err(|e| from_reqwest(&e))?;
-            let status = response.status();
-            if status == reqwest::StatusCode::FORBIDDEN {
-                return Err(BankError::ConsentRevoked);
-            }
-            if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-                let retry_after = response
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse().ok());
-                return Err(BankError::RateLimited { retry_after });
-            }
-            if status.is_server_error() {
-                return Err(BankError::Unavailable);
-            }
-            if !status.is_success() {
-                return Err(BankError::Internal(format!("the bank answered {status}")));
-            }
-            let page: Page = response.json().await.map_err(|e| from_reqwest(&e))?;
-            out.extend(page.data.transaction.into_iter().map(|t| {
-                let debit = t.credit_debit_indicator.eq_ignore_ascii_case("Debit");
-                FetchedTransaction {
-                    bank_transaction_id: t.transaction_id,
-                    booked_at: t.booking_date_time,
-                    amount: if debit {
-                        format!("-{}", t.amount.amount)
-                    } else {
-                        t.amount.amount
-                    },
-                    currency: t.amount.currency,
-                    description: t.transaction_information.unwrap_or_default(),
-                    merchant_name: t.merchant_details.and_then(|m| m.merchant_name),
-                    category: t.proprietary_bank_transaction_code.and_then(|c| c.code),
-                }
-            }));
-            match page.links.and_then(|l| l.next) {
-                Some(next) if next.starts_with('/') => url = format!("{}{next}", self.base_url),
-                Some(next) => url = next,
-                None => return Ok(out),
-            }
-        }
-        Err(BankError::Internal(format!(
-            "the bank sent more than {MAX_PAGES} pages"
-        )))
+        // A sandbox shortcut's consent is its own bearer.
+        fetch_transactions(
+            &self.client,
+            &format!("{}/open-banking/v3.1/aisp", self.base_url),
+            &account.account_id,
+            &account.consent_id,
+            since,
+        )
+        .await
     }
+}
+
+/// What [`fetch_transactions`] says when the bank answers 401 (the access token is no
+/// longer good): a connector with a refresh token tries once more.
+pub const UNAUTHORIZED: &str = "the bank answered 401 Unauthorized";
+
+/// The transactions of `account_id` booked at or after `since`, from the AIS API at
+/// `aisp_base` (`…/open-banking/v3.1/aisp`) with `bearer`, following `Links.Next`.
+pub async fn fetch_transactions(
+    client: &reqwest::Client,
+    aisp_base: &str,
+    account_id: &str,
+    bearer: &str,
+    since: Option<DateTime<Utc>>,
+) -> Result<Vec<FetchedTransaction>, BankError> {
+    let aisp_base = aisp_base.trim_end_matches('/');
+    let origin = url::Url::parse(aisp_base)
+        .map(|u| u.origin().ascii_serialization())
+        .map_err(|e| BankError::Internal(format!("{aisp_base}: {e}")))?;
+    let mut url = format!("{aisp_base}/accounts/{account_id}/transactions");
+    if let Some(since) = since {
+        url.push_str(&format!(
+            "?fromBookingDateTime={}",
+            freshet_rules::format_timestamp(since)
+        ));
+    }
+    let mut out = Vec::new();
+    for _ in 0..MAX_PAGES {
+        let response = client
+            .get(&url)
+            .bearer_auth(bearer)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| from_reqwest(&e))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::FORBIDDEN {
+            return Err(BankError::ConsentRevoked);
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(BankError::Internal(UNAUTHORIZED.to_owned()));
+        }
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok());
+            return Err(BankError::RateLimited { retry_after });
+        }
+        if status.is_server_error() {
+            return Err(BankError::Unavailable);
+        }
+        if !status.is_success() {
+            return Err(BankError::Internal(format!("the bank answered {status}")));
+        }
+        let page: Page = response.json().await.map_err(|e| from_reqwest(&e))?;
+        out.extend(page.data.transaction.into_iter().map(|t| {
+            let debit = t.credit_debit_indicator.eq_ignore_ascii_case("Debit");
+            FetchedTransaction {
+                bank_transaction_id: t.transaction_id,
+                booked_at: t.booking_date_time,
+                amount: if debit {
+                    format!("-{}", t.amount.amount)
+                } else {
+                    t.amount.amount
+                },
+                currency: t.amount.currency,
+                description: t.transaction_information.unwrap_or_default(),
+                merchant_name: t.merchant_details.and_then(|m| m.merchant_name),
+                category: t.proprietary_bank_transaction_code.and_then(|c| c.code),
+            }
+        }));
+        match page.links.and_then(|l| l.next) {
+            Some(next) if next.starts_with('/') => url = format!("{origin}{next}"),
+            Some(next) => url = next,
+            None => return Ok(out),
+        }
+    }
+    Err(BankError::Internal(format!(
+        "the bank sent more than {MAX_PAGES} pages"
+    )))
 }

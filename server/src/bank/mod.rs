@@ -5,6 +5,7 @@
 pub mod directory;
 pub mod discovery;
 pub mod http;
+pub mod openbanking;
 pub mod retry;
 pub mod sandbox;
 
@@ -84,7 +85,22 @@ pub struct BankAccount {
     pub account_id: String,
 }
 
-/// A bank, as the refresh workers see it: one call per account fetch.
+/// One account a consent covers, as the bank describes it (with its balance now).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountInfo {
+    /// The bank's id for the account.
+    pub account_id: String,
+    /// `CURRENT`, `SAVINGS`, ...
+    pub account_type: String,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// What the user calls it.
+    pub nickname: Option<String>,
+    /// Decimal string; negative when overdrawn.
+    pub balance: String,
+}
+
+/// A bank, as the refresh workers and the connection journey see it.
 #[async_trait::async_trait]
 pub trait Bank: Send + Sync + 'static {
     /// The account's transactions booked at or after `since` (all of them when `None`).
@@ -93,6 +109,15 @@ pub trait Bank: Send + Sync + 'static {
         account: &BankAccount,
         since: Option<DateTime<Utc>>,
     ) -> Result<Vec<FetchedTransaction>, BankError>;
+
+    /// The accounts consent `consent_id` covers, with their balances. Banks reached only
+    /// through sandbox shortcuts have no such call.
+    async fn accounts(&self, consent_id: &str) -> Result<Vec<AccountInfo>, BankError> {
+        let _ = consent_id;
+        Err(BankError::Internal(
+            "this bank lists no accounts by consent".to_owned(),
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! remember to. Only `store/` below speaks SQL.
 
 pub mod banks;
+pub mod connections;
 pub mod events;
 mod jobs;
 mod keys;
@@ -26,6 +27,8 @@ pub use limits::{ApiRate, Limit, Limits, Throttled};
 pub use refresh::{RefreshAnswer, RefreshCommand, RefreshOutcome};
 pub use users::UserDetail;
 
+use crate::bank::directory::Directory;
+use crate::bank::openbanking::OpenBankingBank;
 use crate::bank::sandbox::SandboxBank;
 use crate::clock::Clock;
 use crate::model::Partner;
@@ -88,6 +91,9 @@ pub enum Error {
     /// A partner's quota would be passed; the text says which and how far it goes.
     #[error("{1}")]
     LimitReached(Limit, String),
+    /// The bank did not answer (or is rate-limiting us): nothing was connected, try again.
+    #[error("the bank is unavailable; nothing was connected, try again later")]
+    BankUnavailable,
     /// The request could not be recorded; nothing of it was kept: try again.
     #[error("the refresh could not be recorded; nothing was triggered, try again")]
     NotCommitted,
@@ -118,6 +124,11 @@ pub struct Services {
     webhook_targets: TargetPolicy,
     sign_ins: SignInGuard,
     api_rate: Option<ApiRate>,
+    /// The banks' connectors (the workers fetch through the same directory).
+    bank_directory: Directory,
+    /// The connectors of registered Open Banking banks, by bank id (added while serving
+    /// too: a bank registered later).
+    open_banking: RwLock<HashMap<String, Arc<OpenBankingBank>>>,
     /// Bumped at every revocation, so that open streams check their grant at once.
     revocations: tokio::sync::watch::Sender<u64>,
 }
@@ -137,6 +148,8 @@ impl Services {
             webhook_targets: TargetPolicy::secure(),
             sign_ins: SignInGuard::default(),
             api_rate: None,
+            bank_directory: Directory::default(),
+            open_banking: RwLock::default(),
             revocations: tokio::sync::watch::Sender::new(0),
         }
     }
@@ -168,6 +181,38 @@ impl Services {
             sandbox_bank: Some(bank),
             ..self
         }
+    }
+
+    /// The same services, reaching banks through `directory`.
+    pub fn with_bank_directory(self, bank_directory: Directory) -> Self {
+        Self {
+            bank_directory,
+            ..self
+        }
+    }
+
+    /// Adds a registered bank's connector: to the directory (the workers' and the
+    /// journey's), and as an Open Banking bank whose consents can be connected.
+    pub fn add_open_banking(&self, name: &str, connector: Arc<OpenBankingBank>) {
+        let id = connector.bank_id().to_owned();
+        self.bank_directory.register(
+            &id,
+            name,
+            Some(Arc::clone(&connector) as Arc<dyn crate::bank::Bank>),
+        );
+        if let Ok(mut banks) = self.open_banking.write() {
+            banks.insert(id, connector);
+        }
+    }
+
+    /// The connector of registered bank `id`.
+    pub(crate) fn open_banking(&self, id: &str) -> Option<Arc<OpenBankingBank>> {
+        self.open_banking.read().ok()?.get(id).cloned()
+    }
+
+    /// The directory of the banks' connectors.
+    pub fn bank_directory(&self) -> &Directory {
+        &self.bank_directory
     }
 
     /// The same services, each partner's API requests limited by `rate` (none: unlimited).

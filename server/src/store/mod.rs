@@ -11,6 +11,7 @@
 //! client) and several read connections, which WAL lets run beside the writer.
 
 mod accounts;
+mod bank_consents;
 mod banks;
 mod events;
 mod jobs;
@@ -31,6 +32,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use accounts::{AccountAtBank, ConnectQuota, Connected, NewAccount};
+pub use bank_consents::{BankConsent, SealedTokens};
 pub use banks::{BankAnswers, BankRecord};
 pub use events::{JobEvent, StoredEvent};
 pub use jobs::{ItemTimings, JobSummary, NewJob};
@@ -106,6 +108,8 @@ aggregates! {
     Partners => partners,
     /// The banks freshet fetches from.
     Banks => banks,
+    /// Users' consents at banks, and their sealed tokens.
+    BankConsents => bank_consents,
     /// Portal users and their sessions.
     PortalUsers => portal_users,
     /// A partner's users.

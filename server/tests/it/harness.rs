@@ -238,6 +238,11 @@ impl TestApp {
             .await
     }
 
+    /// The SQLite file (and, beside it, its WAL).
+    pub fn db_file(&self) -> std::path::PathBuf {
+        self._dir.path().join("freshet.db")
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
             .fetch_one(&self.db)

@@ -3,6 +3,7 @@
 
 mod bank;
 mod banks;
+mod connections;
 mod events;
 mod harness;
 mod isolation;

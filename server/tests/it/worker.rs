@@ -28,7 +28,7 @@ async fn sandbox_connector(app: &TestApp) -> HttpBank {
     HttpBank::new(format!("http://{addr}"), Duration::from_millis(300)).unwrap()
 }
 
-fn worker_on(app: &TestApp, bank: Arc<dyn Bank>) -> Worker {
+pub fn worker_on(app: &TestApp, bank: Arc<dyn Bank>) -> Worker {
     let mut w = Worker::new(app.store.clone(), bank, Arc::clone(&app.clock));
     w.retry = RetryPolicy {
         max_attempts: 2,

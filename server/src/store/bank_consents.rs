@@ -1,0 +1,167 @@
+//! Users' consents at banks and their sealed OAuth tokens. This module sees the tokens only
+//! sealed; the connector opens them when it fetches.
+
+use chrono::{DateTime, Utc};
+
+use super::{BankConsents, StoreError};
+use crate::model::{from_ms, to_ms};
+
+/// A consent's tokens, sealed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedTokens {
+    /// The access token, sealed.
+    pub access_token: String,
+    /// When the access token stops working.
+    pub access_expires_at: DateTime<Utc>,
+    /// The refresh token, sealed, if the bank gave one.
+    pub refresh_token: Option<String>,
+}
+
+impl std::fmt::Debug for SealedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedTokens")
+            .field("access_expires_at", &self.access_expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A user's consent at a bank.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BankConsent {
+    /// The bank.
+    pub bank_id: String,
+    /// The bank's id for the consent.
+    pub bank_consent_id: String,
+    /// Whose.
+    pub user_id: String,
+    /// Its tokens.
+    pub tokens: SealedTokens,
+    /// When the consent ends at the bank.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it ended early (revoked, refused), if it did.
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    bank_id: String,
+    bank_consent_id: String,
+    user_id: String,
+    access_token: String,
+    access_expires_at: i64,
+    refresh_token: Option<String>,
+    expires_at: Option<i64>,
+    ended_at: Option<i64>,
+}
+
+impl From<Row> for BankConsent {
+    fn from(r: Row) -> Self {
+        Self {
+            bank_id: r.bank_id,
+            bank_consent_id: r.bank_consent_id,
+            user_id: r.user_id,
+            tokens: SealedTokens {
+                access_token: r.access_token,
+                access_expires_at: from_ms(r.access_expires_at),
+                refresh_token: r.refresh_token,
+            },
+            expires_at: r.expires_at.map(from_ms),
+            ended_at: r.ended_at.map(from_ms),
+        }
+    }
+}
+
+impl BankConsents<'_> {
+    /// Stores (or replaces, on a renewal) a consent and its tokens.
+    pub async fn save(&self, consent: &BankConsent, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO bank_consents (bank_id, bank_consent_id, user_id, access_token, access_expires_at,
+               refresh_token, expires_at, ended_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?8)
+             ON CONFLICT (bank_id, bank_consent_id) DO UPDATE SET access_token = excluded.access_token,
+               access_expires_at = excluded.access_expires_at, refresh_token = excluded.refresh_token,
+               expires_at = excluded.expires_at, ended_at = NULL, updated_at = excluded.updated_at",
+        )
+        .bind(&consent.bank_id)
+        .bind(&consent.bank_consent_id)
+        .bind(&consent.user_id)
+        .bind(&consent.tokens.access_token)
+        .bind(to_ms(consent.tokens.access_expires_at))
+        .bind(&consent.tokens.refresh_token)
+        .bind(consent.expires_at.map(to_ms))
+        .bind(to_ms(now))
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// The consent `bank_consent_id` at `bank_id`.
+    pub async fn get(
+        &self,
+        bank_id: &str,
+        bank_consent_id: &str,
+    ) -> Result<Option<BankConsent>, StoreError> {
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT bank_id, bank_consent_id, user_id, access_token, access_expires_at, refresh_token,
+               expires_at, ended_at FROM bank_consents WHERE bank_id = ?1 AND bank_consent_id = ?2",
+        )
+        .bind(bank_id)
+        .bind(bank_consent_id)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map(BankConsent::from))
+    }
+
+    /// New tokens after a refresh (the refresh token too when the bank rotated it).
+    pub async fn refreshed(
+        &self,
+        bank_id: &str,
+        bank_consent_id: &str,
+        tokens: &SealedTokens,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE bank_consents SET access_token = ?3, access_expires_at = ?4,
+               refresh_token = COALESCE(?5, refresh_token), updated_at = ?6
+             WHERE bank_id = ?1 AND bank_consent_id = ?2",
+        )
+        .bind(bank_id)
+        .bind(bank_consent_id)
+        .bind(&tokens.access_token)
+        .bind(to_ms(tokens.access_expires_at))
+        .bind(&tokens.refresh_token)
+        .bind(to_ms(now))
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// The bank refused the consent's refresh token (or revoked it): it ended now, and
+    /// the accounts linked to it are `EXPIRED`, in one transaction.
+    pub async fn ended(
+        &self,
+        bank_id: &str,
+        bank_consent_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE bank_consents SET ended_at = COALESCE(ended_at, ?3), updated_at = ?3
+             WHERE bank_id = ?1 AND bank_consent_id = ?2",
+        )
+        .bind(bank_id)
+        .bind(bank_consent_id)
+        .bind(to_ms(now))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE accounts SET consent_status = 'EXPIRED' WHERE bank_id = ?1 AND bank_consent_id = ?2",
+        )
+        .bind(bank_id)
+        .bind(bank_consent_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
