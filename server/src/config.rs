@@ -249,6 +249,10 @@ pub struct ServeArgs {
     /// The address to listen on.
     #[arg(long, env = "FRESHET_BIND", default_value = "127.0.0.1:3000")]
     pub bind: SocketAddr,
+    /// The base URL browsers reach this server at (the connection journey's pages and the
+    /// callback banks send users back to); default `http://` and the bound address.
+    #[arg(long, env = "FRESHET_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// The folder holding the portal's built assets (`pkg/` inside it).
     #[arg(long, env = "FRESHET_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,

@@ -211,6 +211,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(api::routes::<AppState>(state.services.sandbox))
+        .merge(crate::journey::routes::<AppState>())
         .merge(portal_pages)
         .nest_service(
             "/pkg",

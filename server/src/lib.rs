@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod journey;
 pub mod model;
 pub mod portal;
 pub mod random;

@@ -233,7 +233,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_webhook_targets(args.webhook_targets())
         .with_sign_ins_per_client(args.sign_ins_per_client_per_minute)
         .with_limits(args.limits())
-        .with_api_rate(args.api_rate());
+        .with_api_rate(args.api_rate())
+        .with_keys(keys.clone());
     if let Some(bank) = &bank {
         services = services.with_sandbox_bank(Arc::clone(bank));
     }
@@ -299,6 +300,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Arc::clone(&clock),
         chrono::TimeDelta::seconds(args.scheduled_refresh_seconds),
     );
+    let public = Arc::clone(&services);
     let state = AppState::new(&args.site_root, services)
         .with_trusted_client_header(args.trusted_client_ip_header.clone());
     if state.leptos.output_name.as_ref() == "freshet" {
@@ -307,11 +309,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("binding {}", args.bind))?;
-    tracing::info!(
-        sandbox,
-        "freshet listening on http://{}",
-        listener.local_addr().context("reading the bound address")?
+    let bound = listener.local_addr().context("reading the bound address")?;
+    public.set_public_url(
+        args.public_url
+            .as_deref()
+            .unwrap_or(&format!("http://{bound}")),
     );
+    tracing::info!(sandbox, "freshet listening on http://{bound}");
     // Graceful shutdown waits for open connections; event streams never end by themselves,
     // so after the signal they get five seconds, then the server stops anyway.
     let stopping = Arc::new(tokio::sync::Notify::new());

@@ -50,6 +50,9 @@ pub enum ApiError {
         /// Why, and when to come back.
         throttled: crate::services::Throttled,
     },
+    /// 401 with a code other than the API key's.
+    #[error("{1}")]
+    Unauthenticated(&'static str, String),
     /// 501: a part of the contract that this build does not do yet.
     #[error("{0}")]
     NotImplemented(&'static str),
@@ -66,6 +69,7 @@ impl ApiError {
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+            Self::Unauthenticated(code, _) => (StatusCode::UNAUTHORIZED, code),
             Self::NotFound(code, _) => (StatusCode::NOT_FOUND, code),
             Self::Forbidden(code, _) => (StatusCode::FORBIDDEN, code),
             Self::BadRequest(code, _) => (StatusCode::BAD_REQUEST, code),
@@ -189,6 +193,12 @@ impl From<Error> for ApiError {
             Error::NoSandboxBank => Self::NotImplemented("this server runs no sandbox bank"),
             Error::Throttled(throttled) => Self::TooManyRequests { detail, throttled },
             Error::LimitReached(limit, detail) => Self::Unprocessable(limit.code(), detail),
+            Error::InvalidRedirect => Self::BadRequest("INVALID_REDIRECT_URL", detail),
+            Error::SessionNotFound => Self::NotFound(
+                "SESSION_NOT_FOUND",
+                "the session does not exist for this partner, or it has expired",
+            ),
+            Error::SessionTokenInvalid => Self::Unauthenticated("SESSION_TOKEN_INVALID", detail),
             Error::BankUnavailable => {
                 Self::Unavailable("the bank is unavailable; nothing was connected, try again later")
             }

@@ -10,6 +10,7 @@ pub mod openapi;
 mod problems;
 mod refresh;
 mod sandbox;
+mod sessions;
 mod transactions;
 mod users;
 mod webhooks;
@@ -53,7 +54,10 @@ where
         .routes(routes!(webhooks::deliveries))
         .routes(routes!(webhooks::redeliver))
         .routes(routes!(webhooks::recover))
-        .routes(routes!(banks::list));
+        .routes(routes!(banks::list))
+        .routes(routes!(sessions::create))
+        .routes(routes!(sessions::complete))
+        .routes(routes!(sessions::get));
     if sandbox {
         api = api
             .routes(routes!(sandbox::create_user))

@@ -26,6 +26,7 @@ use uuid::Uuid;
         (name = "webhooks", description = "Webhook subscriptions, the attempt log, redelivery and recovery"),
         (name = "events", description = "Server-sent events of the partner's event log"),
         (name = "banks", description = "The banks this server fetches from, and how they answer"),
+        (name = "sessions", description = "The direct connection journey: a session per user, its pages, its completion"),
         (name = "sandbox", description = "Sandbox shortcuts (only on a server started with --sandbox)"),
     ),
     components(schemas(Problem))

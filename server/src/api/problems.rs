@@ -53,6 +53,18 @@ pub const CODES: &[(&str, &str)] = &[
         "eventTypes must name one or more known event types.",
     ),
     ("JOB_NOT_FOUND", "The jobId does not exist for this user."),
+    (
+        "INVALID_REDIRECT_URL",
+        "partnerRedirectUrl must be an absolute https URL without a fragment (http://localhost or 127.0.0.1 only on a sandbox server or with --insecure-webhook-targets).",
+    ),
+    (
+        "SESSION_NOT_FOUND",
+        "The sessionId does not exist for this partner, or the session expired (30 minutes after it was created) before it was completed.",
+    ),
+    (
+        "SESSION_TOKEN_INVALID",
+        "The session termination token (Authorization: Bearer) is missing, or not one this partner was given.",
+    ),
     ("ROUTE_NOT_FOUND", "No endpoint has this path."),
     (
         "METHOD_NOT_ALLOWED",

@@ -317,6 +317,185 @@ impl OpenBankingBank {
     }
 }
 
+/// Tokens a bank granted for a consent (an authorization code exchanged).
+#[derive(Clone, PartialEq, Eq)]
+pub struct GrantedTokens {
+    /// The access token.
+    pub access_token: String,
+    /// Seconds it lives.
+    pub expires_in: Option<i64>,
+    /// The refresh token.
+    pub refresh_token: Option<String>,
+}
+
+impl std::fmt::Debug for GrantedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrantedTokens")
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ConsentAnswer {
+    data: ConsentData,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ConsentData {
+    consent_id: String,
+    expiration_date_time: Option<DateTime<Utc>>,
+}
+
+/// The journey's calls: a consent at the bank, where to send the user, the code exchanged.
+impl OpenBankingBank {
+    async fn post_token(&self, form: &[(&str, &str)]) -> Result<TokenAnswer, BankError> {
+        let answer = self
+            .http
+            .post(&self.bank.token_url)
+            .basic_auth(&self.bank.client_id, Some(&self.client_secret))
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let status = answer.status();
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(BankError::Unavailable);
+        }
+        if !status.is_success() {
+            return Err(BankError::Internal(format!(
+                "the token endpoint answered {status}"
+            )));
+        }
+        answer
+            .json()
+            .await
+            .map_err(|e| BankError::Internal(format!("the token endpoint's answer: {e}")))
+    }
+
+    /// Creates an account-access consent at the bank (with a `client_credentials` token):
+    /// its id and when it ends.
+    pub async fn create_consent(&self) -> Result<(String, Option<DateTime<Utc>>), BankError> {
+        let client = self
+            .post_token(&[("grant_type", "client_credentials"), ("scope", "accounts")])
+            .await?;
+        let answer = self
+            .http
+            .post(format!("{}/account-access-consents", self.bank.api_base))
+            .bearer_auth(&client.access_token)
+            .json(&serde_json::json!({
+                "Data": { "Permissions": ["ReadAccountsDetail", "ReadBalances", "ReadTransactionsDetail"] },
+                "Risk": {},
+            }))
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        if answer.status().is_server_error() {
+            return Err(BankError::Unavailable);
+        }
+        if !answer.status().is_success() {
+            return Err(BankError::Internal(format!(
+                "creating a consent: {}",
+                answer.status()
+            )));
+        }
+        let consent: ConsentAnswer = answer
+            .json()
+            .await
+            .map_err(|e| BankError::Internal(format!("the consent's answer: {e}")))?;
+        Ok((consent.data.consent_id, consent.data.expiration_date_time))
+    }
+
+    /// Where to send the user's browser to authorise `consent_id`, coming back to
+    /// `redirect_uri` with `state`; PKCE S256 over `verifier`.
+    pub fn authorization_url(
+        &self,
+        consent_id: &str,
+        state: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<String, BankError> {
+        let challenge = {
+            use base64::Engine;
+            use sha2::Digest;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(sha2::Sha256::digest(verifier.as_bytes()))
+        };
+        let mut url = url::Url::parse(&self.bank.authorization_url)
+            .map_err(|e| BankError::Internal(format!("the authorization endpoint: {e}")))?;
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.bank.client_id)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("scope", "openid accounts")
+            .append_pair("state", state)
+            .append_pair("consent_id", consent_id)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256");
+        Ok(url.into())
+    }
+
+    /// Exchanges an authorization code (with its PKCE verifier) for the consent's tokens.
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<GrantedTokens, BankError> {
+        let tokens = self
+            .post_token(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("code_verifier", verifier),
+            ])
+            .await?;
+        Ok(GrantedTokens {
+            access_token: tokens.access_token,
+            expires_in: tokens.expires_in,
+            refresh_token: tokens.refresh_token,
+        })
+    }
+
+    /// When consent `consent_id` ends, as the bank says.
+    pub async fn consent_expiry(
+        &self,
+        consent_id: &str,
+    ) -> Result<Option<DateTime<Utc>>, BankError> {
+        let client = self
+            .post_token(&[("grant_type", "client_credentials"), ("scope", "accounts")])
+            .await?;
+        let answer = self
+            .http
+            .get(format!(
+                "{}/account-access-consents/{consent_id}",
+                self.bank.api_base
+            ))
+            .bearer_auth(&client.access_token)
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        if !answer.status().is_success() {
+            return Err(BankError::Internal(format!(
+                "reading the consent: {}",
+                answer.status()
+            )));
+        }
+        let consent: ConsentAnswer = answer
+            .json()
+            .await
+            .map_err(|e| BankError::Internal(format!("the consent's answer: {e}")))?;
+        Ok(consent.data.expiration_date_time)
+    }
+
+    /// The bank's name as registered.
+    pub fn bank_name(&self) -> &str {
+        &self.bank.name
+    }
+}
+
 /// A decimal amount with its sign from the credit/debit indicator.
 fn signed(amount: &str, indicator: &str) -> String {
     if indicator.eq_ignore_ascii_case("Debit") && !amount.starts_with('-') {

@@ -8,6 +8,7 @@ pub mod banks;
 pub mod connections;
 pub mod events;
 mod jobs;
+pub mod journey;
 mod keys;
 pub mod limits;
 pub mod refresh;
@@ -32,6 +33,7 @@ use crate::bank::openbanking::OpenBankingBank;
 use crate::bank::sandbox::SandboxBank;
 use crate::clock::Clock;
 use crate::model::Partner;
+use crate::secrets::Keyring;
 use crate::store::{Store, StoreError};
 use crate::webhooks::TargetPolicy;
 use refresh::RefreshService;
@@ -91,6 +93,17 @@ pub enum Error {
     /// A partner's quota would be passed; the text says which and how far it goes.
     #[error("{1}")]
     LimitReached(Limit, String),
+    /// A `partnerRedirectUrl` that is not an absolute https URL.
+    #[error(
+        "partnerRedirectUrl must be an absolute https URL (http://localhost only in development)"
+    )]
+    InvalidRedirect,
+    /// No such session for this partner, or it expired.
+    #[error("the session does not exist for this partner, or it has expired")]
+    SessionNotFound,
+    /// The termination token is not one this partner was given.
+    #[error("the session termination token is not valid")]
+    SessionTokenInvalid,
     /// The bank did not answer (or is rate-limiting us): nothing was connected, try again.
     #[error("the bank is unavailable; nothing was connected, try again later")]
     BankUnavailable,
@@ -129,6 +142,10 @@ pub struct Services {
     /// The connectors of registered Open Banking banks, by bank id (added while serving
     /// too: a bank registered later).
     open_banking: RwLock<HashMap<String, Arc<OpenBankingBank>>>,
+    /// The base URL of freshet's own pages, as browsers reach them (`--public-url`).
+    public_url: std::sync::OnceLock<String>,
+    /// The keys that seal secrets at rest.
+    keys: Keyring,
     /// Bumped at every revocation, so that open streams check their grant at once.
     revocations: tokio::sync::watch::Sender<u64>,
 }
@@ -150,6 +167,8 @@ impl Services {
             api_rate: None,
             bank_directory: Directory::default(),
             open_banking: RwLock::default(),
+            public_url: std::sync::OnceLock::new(),
+            keys: Keyring::ephemeral().unwrap_or_else(|e| panic!("no randomness for a key: {e}")),
             revocations: tokio::sync::watch::Sender::new(0),
         }
     }
@@ -181,6 +200,16 @@ impl Services {
             sandbox_bank: Some(bank),
             ..self
         }
+    }
+
+    /// The same services, sealing secrets with `keys`.
+    pub fn with_keys(self, keys: Keyring) -> Self {
+        Self { keys, ..self }
+    }
+
+    /// Sets the base URL of freshet's pages (once; later calls change nothing).
+    pub fn set_public_url(&self, url: &str) {
+        let _ = self.public_url.set(url.trim_end_matches('/').to_owned());
     }
 
     /// The same services, reaching banks through `directory`.

@@ -19,6 +19,7 @@ mod partners;
 mod portal_users;
 mod refresh;
 mod retention;
+mod sessions;
 mod transactions;
 mod users;
 pub mod webhooks;
@@ -40,6 +41,7 @@ pub use partners::{ApiKey, CreatedPartner};
 pub use portal_users::{PortalUserError, SessionUser};
 pub use refresh::{Batch, BatchWrites, LoadedUser, RefreshWriter, StoredResponse};
 pub use retention::Pruned;
+pub use sessions::{Attempt, SessionRecord, StoredStatus};
 pub use transactions::{TransactionFilter, TransactionPage};
 pub use users::UserSummary;
 pub use work::{ClaimedAccount, Ending, Outcome, PartnerScope, QUOTA_EXCEEDED};
@@ -110,6 +112,8 @@ aggregates! {
     Banks => banks,
     /// Users' consents at banks, and their sealed tokens.
     BankConsents => bank_consents,
+    /// Connection sessions (the journey) and authorizations in flight at banks.
+    ConnectionSessions => sessions,
     /// Portal users and their sessions.
     PortalUsers => portal_users,
     /// A partner's users.

@@ -104,6 +104,11 @@ impl TargetPolicy {
         }
     }
 
+    /// Whether development targets (http, loopback) are allowed.
+    pub fn allows_loopback(&self) -> bool {
+        self.insecure
+    }
+
     /// The same policy with another resolver.
     pub fn with_lookup(self, lookup: Arc<dyn Lookup>) -> Self {
         Self { lookup, ..self }

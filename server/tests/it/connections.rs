@@ -25,15 +25,15 @@ const REDIRECT: &str = "http://127.0.0.1:3000/connect/callback";
 
 /// The bank's authorization server on its own port, on the app's clock, registered with
 /// freshet as bank `acme`; the connector added to the app's services.
-struct Acme {
-    base: String,
-    http: reqwest::Client,
+pub struct Acme {
+    pub base: String,
+    pub http: reqwest::Client,
     client_id: String,
     secret: String,
     bank: Arc<SandboxBank>,
 }
 
-async fn acme(app: &TestApp) -> Acme {
+pub async fn acme(app: &TestApp) -> Acme {
     let bank = Arc::new(SandboxBank::new(Arc::clone(&app.clock)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

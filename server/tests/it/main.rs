@@ -7,6 +7,7 @@ mod connections;
 mod events;
 mod harness;
 mod isolation;
+mod journey;
 mod malformed;
 mod oauth;
 mod openapi;

@@ -1,0 +1,256 @@
+//! The connection journey's pages, as the end user sees them: server-rendered HTML that
+//! works without script, on a phone, with the partner's name on it. `connectionUrl`
+//! (pick a bank → the bank's authorization page), the callback the bank sends the user back
+//! to (→ the partner's redirect URL), and `managementUrl` (the user's connections). The
+//! use cases are `services::journey`'s.
+//!
+//! The URLs carry the session's partnerToken: the pages send no `Referer` anywhere
+//! (`Referrer-Policy: no-referrer`), are never cached, and cannot be framed.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRef, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::bank::sandbox::oauth::escape;
+use crate::services::Services;
+use crate::services::journey::JourneyError;
+
+/// The journey's routes, for state `S` holding an `Arc<Services>`.
+pub fn routes<S>() -> Router<S>
+where
+    Arc<Services>: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new()
+        .route("/connect/callback", get(callback))
+        .route("/connect/{session_id}", get(connection_page))
+        .route("/connect/{session_id}/bank", post(pick_bank))
+        .route("/manage/{session_id}", get(management_page))
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title><style>\
+         body{{font-family:system-ui,sans-serif;max-width:30rem;margin:0 auto;padding:1rem;line-height:1.5;color:#1a1a1a}}\
+         h1{{font-size:1.4rem}}ul{{list-style:none;padding:0}}li{{margin:.5rem 0}}\
+         button{{width:100%;font-size:1rem;padding:.75rem;border:1px solid #1a1a1a;border-radius:.4rem;background:#fff;cursor:pointer}}\
+         button:focus-visible{{outline:3px solid #1565c0;outline-offset:2px}}\
+         table{{width:100%;border-collapse:collapse}}td,th{{text-align:left;padding:.3rem;border-bottom:1px solid #ddd}}\
+         </style></head><body><main>{body}</main></body></html>",
+        title = escape(title)
+    );
+    let mut response = (status, Html(html)).into_response();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+fn refused(e: &JourneyError) -> Response {
+    let status = match e {
+        JourneyError::NotValid | JourneyError::NoSuchBank => StatusCode::BAD_REQUEST,
+        JourneyError::Expired => StatusCode::GONE,
+        JourneyError::BankUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        JourneyError::Internal(why) => {
+            tracing::error!(error = %why, "the connection journey failed");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    };
+    page(
+        status,
+        "Connecting your bank",
+        &format!(
+            "<h1>We could not go on</h1><p role=\"alert\">{}</p>",
+            escape(&e.to_string())
+        ),
+    )
+}
+
+fn see_other(to: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    match HeaderValue::from_str(to) {
+        Ok(location) => {
+            response.headers_mut().insert(header::LOCATION, location);
+            response.headers_mut().insert(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            );
+            response
+        }
+        Err(_) => refused(&JourneyError::Internal(format!("a redirect to {to:?}"))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    #[serde(rename = "partnerToken", default)]
+    partner_token: String,
+}
+
+fn session_id(text: &str) -> Result<Uuid, JourneyError> {
+    crate::model::canonical_id(text).ok_or(JourneyError::NotValid)
+}
+
+/// `GET /connect/{sessionId}?partnerToken=…`: the banks to pick from.
+async fn connection_page(
+    State(services): State<Arc<Services>>,
+    Path(id): Path<String>,
+    Query(query): Query<TokenQuery>,
+) -> Response {
+    let id = match session_id(&id) {
+        Ok(id) => id,
+        Err(e) => return refused(&e),
+    };
+    match services.connection_page(id, &query.partner_token).await {
+        Ok(shown) => {
+            let banks: String = if shown.banks.is_empty() {
+                "<p>No bank can be connected on this server yet.</p>".to_owned()
+            } else {
+                let items: String = shown
+                    .banks
+                    .iter()
+                    .map(|(bank_id, name)| {
+                        format!(
+                            "<li><form method=\"post\" action=\"/connect/{id}/bank\">\
+                             <input type=\"hidden\" name=\"partnerToken\" value=\"{token}\">\
+                             <input type=\"hidden\" name=\"bankId\" value=\"{bank}\">\
+                             <button type=\"submit\">{name}</button></form></li>",
+                            token = escape(&query.partner_token),
+                            bank = escape(bank_id),
+                            name = escape(name)
+                        )
+                    })
+                    .collect();
+                format!("<ul aria-label=\"Banks\">{items}</ul>")
+            };
+            let partner = escape(&shown.partner_name);
+            page(
+                StatusCode::OK,
+                &format!("Connect your bank to {}", shown.partner_name),
+                &format!(
+                    "<h1>Connect your bank to {partner}</h1>\
+                     <p>{partner} asks to read your accounts' details, balances and transactions. \
+                     Pick your bank: you will sign in there and choose what to share.</p>{banks}"
+                ),
+            )
+        }
+        Err(e) => refused(&e),
+    }
+}
+
+/// `POST /connect/{sessionId}/bank` (`partnerToken`, `bankId`): on to the bank.
+async fn pick_bank(
+    State(services): State<Arc<Services>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let id = match session_id(&id) {
+        Ok(id) => id,
+        Err(e) => return refused(&e),
+    };
+    let (mut token, mut bank) = (String::new(), String::new());
+    for (name, value) in form_urlencoded::parse(&body) {
+        match name.as_ref() {
+            "partnerToken" => token = value.into_owned(),
+            "bankId" => bank = value.into_owned(),
+            _ => {}
+        }
+    }
+    match services.start_at_bank(id, &token, &bank).await {
+        Ok(to) => see_other(&to),
+        Err(e) => refused(&e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CallbackQuery {
+    #[serde(default)]
+    state: String,
+    code: Option<String>,
+    error: Option<String>,
+}
+
+/// `GET /connect/callback?state=…&code=…` (or `error=…`): back from the bank, on to the
+/// partner.
+async fn callback(
+    State(services): State<Arc<Services>>,
+    Query(query): Query<CallbackQuery>,
+) -> Response {
+    match services
+        .callback(&query.state, query.code.as_deref(), query.error.as_deref())
+        .await
+    {
+        Ok(to) => see_other(&to),
+        Err(e) => refused(&e),
+    }
+}
+
+/// `GET /manage/{sessionId}?partnerToken=…`: the user's connections.
+async fn management_page(
+    State(services): State<Arc<Services>>,
+    Path(id): Path<String>,
+    Query(query): Query<TokenQuery>,
+) -> Response {
+    let id = match session_id(&id) {
+        Ok(id) => id,
+        Err(e) => return refused(&e),
+    };
+    match services.management_page(id, &query.partner_token).await {
+        Ok((partner, accounts)) => {
+            let rows: String = accounts
+                .iter()
+                .map(|a| {
+                    format!(
+                        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        escape(&a.provider_name),
+                        escape(&a.account_type),
+                        escape(
+                            if a.consent_status == freshet_rules::ConsentStatus::Active {
+                                "Active"
+                            } else {
+                                "Expired"
+                            }
+                        ),
+                        a.consent_expires_at
+                            .map(|at| at.format("%-d %B %Y").to_string())
+                            .unwrap_or_else(|| "—".to_owned())
+                    )
+                })
+                .collect();
+            let table = if accounts.is_empty() {
+                "<p>No bank is connected yet.</p>".to_owned()
+            } else {
+                format!(
+                    "<table><caption>Your connected accounts</caption><thead><tr><th scope=\"col\">Bank</th>\
+                     <th scope=\"col\">Account</th><th scope=\"col\">Consent</th><th scope=\"col\">Until</th></tr></thead>\
+                     <tbody>{rows}</tbody></table>"
+                )
+            };
+            page(
+                StatusCode::OK,
+                &format!("Your connections with {partner}"),
+                &format!("<h1>Your connections with {}</h1>{table}", escape(&partner)),
+            )
+        }
+        Err(e) => refused(&e),
+    }
+}
