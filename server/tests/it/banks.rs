@@ -12,7 +12,7 @@ use server::bank::sandbox::{Fault, FaultKind};
 use server::secrets::Keyring;
 use server::services::banks::{self, BankRegistration, Endpoints};
 
-use crate::harness::TestApp;
+use crate::harness::{TestApp, file_contains as contains};
 use crate::worker::{drain, worker};
 
 const SECRET: &str = "bank-client-secret-7f3a9c";
@@ -23,11 +23,6 @@ fn freshet(args: &[&str]) -> std::process::Output {
         .env_remove(server::secrets::MASTER_KEY_ENV)
         .output()
         .unwrap()
-}
-
-fn contains(file: &Path, needle: &str) -> bool {
-    let bytes = std::fs::read(file).unwrap_or_default();
-    bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 #[test]

@@ -18,7 +18,8 @@ use server::services::connections::GrantedConsent;
 use uuid::Uuid;
 
 use crate::harness::TestApp;
-use crate::worker::{drain, worker_on};
+use crate::harness::file_contains as contains;
+use crate::worker::{drain, events, worker_on};
 
 const VERIFIER: &str = "verifier-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEF";
 const REDIRECT: &str = "http://127.0.0.1:3000/connect/callback";
@@ -154,22 +155,6 @@ impl Acme {
             refresh_token: tokens["refresh_token"].as_str().map(str::to_owned),
         }
     }
-}
-
-fn contains(file: &std::path::Path, needle: &str) -> bool {
-    let bytes = std::fs::read(file).unwrap_or_default();
-    bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
-}
-
-async fn events(app: &TestApp) -> Vec<(String, Value)> {
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT type, payload FROM events ORDER BY seq")
-            .fetch_all(&app.db)
-            .await
-            .unwrap();
-    rows.into_iter()
-        .map(|(t, p)| (t, serde_json::from_str(&p).unwrap()))
-        .collect()
 }
 
 #[tokio::test]

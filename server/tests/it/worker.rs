@@ -85,7 +85,8 @@ pub async fn drain(w: &Worker) {
     while w.run_pending(50).await.unwrap() > 0 {}
 }
 
-async fn events(app: &TestApp) -> Vec<(String, Value)> {
+/// Every event, oldest first: (type, payload).
+pub async fn events(app: &TestApp) -> Vec<(String, Value)> {
     let rows: Vec<(String, String)> =
         sqlx::query_as("SELECT type, payload FROM events ORDER BY seq")
             .fetch_all(&app.db)
