@@ -43,7 +43,7 @@ pub use evaluate::evaluate;
 pub use events::EventType;
 pub use model::{
     AccountDecision, AccountState, ConsentStatus, Decision, EvaluationInput, Outcome, SkipReason,
-    Status, Verdict,
+    Status, Verdict, consent_status_at,
 };
 pub use policy::{DEFAULT_REFRESH_INTERVAL_SECONDS, PolicyError, RefreshPolicy};
 pub use preview::{Preview, format_countdown, preview};

@@ -101,8 +101,7 @@ impl AccountState {
     }
 
     pub(crate) fn consent_valid_at(&self, at: DateTime<Utc>) -> bool {
-        self.consent_status == ConsentStatus::Active
-            && self.consent_expires_at.is_none_or(|end| end > at)
+        consent_status_at(self.consent_status, self.consent_expires_at, at) == ConsentStatus::Active
     }
 
     /// The moment the account counts as refreshed for rule 2: the later of its last
@@ -270,5 +269,38 @@ impl EvaluationInput {
     pub fn policy(&self) -> Result<RefreshPolicy, crate::PolicyError> {
         self.interval_seconds
             .map_or(Ok(RefreshPolicy::default()), RefreshPolicy::from_seconds)
+    }
+}
+
+/// A consent's status at `now`: `EXPIRED` once its end (`expires_at`) has passed, whatever
+/// was stored, else the stored status. The one place this is decided: the refresh decision,
+/// the accounts API, the portal's badge and preview all read it.
+pub fn consent_status_at(
+    stored: ConsentStatus,
+    expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> ConsentStatus {
+    match expires_at {
+        Some(end) if end <= now => ConsentStatus::Expired,
+        _ => stored,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consent_is_expired_from_the_moment_its_end_passes_whatever_was_stored() {
+        let end = DateTime::from_timestamp_millis(1_790_000_000_000).unwrap_or_default();
+        let before = end - chrono::TimeDelta::milliseconds(1);
+        use ConsentStatus::{Active, Expired};
+        assert_eq!(consent_status_at(Active, Some(end), before), Active);
+        assert_eq!(consent_status_at(Active, Some(end), end), Expired);
+        assert_eq!(consent_status_at(Active, None, end), Active);
+        assert_eq!(consent_status_at(Expired, Some(end), before), Expired);
+        assert_eq!(consent_status_at(Expired, None, before), Expired);
+        let account = AccountState::active("a").consent_until(end);
+        assert!(account.has_valid_consent(before) && !account.has_valid_consent(end));
     }
 }

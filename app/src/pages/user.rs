@@ -441,7 +441,12 @@ fn AccountRow(
     let id = first.account_id.clone();
     let consent = move || {
         account().map(|a| {
-            let status = match a.consent_status {
+            // By the clock as it ticks: the badge turns when the consent ends.
+            let status = match freshet_rules::consent_status_at(
+                a.consent_status,
+                a.consent_expires_at,
+                now.get(),
+            ) {
                 freshet_rules::ConsentStatus::Active => "active",
                 freshet_rules::ConsentStatus::Expired => "expired",
             };

@@ -62,13 +62,21 @@ impl Services {
             .ok_or(Error::UserNotFound)
     }
 
-    /// The user's connected accounts, by id.
+    /// The user's connected accounts, by id, each consent's status as of now (`EXPIRED`
+    /// once its end has passed).
     pub async fn accounts(&self, partner: Uuid, user_id: Uuid) -> Result<Vec<Account>, Error> {
-        self.store
+        let now = self.clock.now_for(partner);
+        let mut accounts = self
+            .store
             .accounts()
             .of_user(partner, user_id)
             .await?
-            .ok_or(Error::UserNotFound)
+            .ok_or(Error::UserNotFound)?;
+        for a in &mut accounts {
+            a.consent_status =
+                freshet_rules::consent_status_at(a.consent_status, a.consent_expires_at, now);
+        }
+        Ok(accounts)
     }
 
     /// A page of the user's transactions (of the accounts `filter` names, or all).

@@ -376,3 +376,27 @@ async fn a_partner_past_its_api_rate_gets_429_and_another_partner_does_not() {
         .await
         .assert_problem(401, "UNAUTHORIZED");
 }
+
+/// connections.md: an account's consentStatus is `EXPIRED` from the moment its
+/// consentExpiresAt passes — in the accounts API as in the refresh decision.
+#[tokio::test]
+async fn an_accounts_consent_reads_expired_once_its_end_passes() {
+    let app = TestApp::new().await;
+    let key = app.partner(true).await;
+    let user = app.user(&key).await;
+    let ends = iso(noon() + chrono::TimeDelta::hours(1));
+    app.connect(&key, &user, json!([{ "consentExpiresAt": ends }]))
+        .await;
+    let accounts = app.get(&format!("/v1/users/{user}/accounts"), &key).await;
+    assert_eq!(accounts.body["data"][0]["consentStatus"], "ACTIVE");
+    app.clock.shift(chrono::TimeDelta::hours(1));
+    let accounts = app.get(&format!("/v1/users/{user}/accounts"), &key).await;
+    assert_eq!(accounts.body["data"][0]["consentStatus"], "EXPIRED");
+    assert_eq!(accounts.body["data"][0]["consentExpiresAt"], ends);
+    let refused = app.refresh(&key, &user).await;
+    assert_eq!(refused.status, 200);
+    assert_eq!(
+        refused.body["metadata"]["accounts"][0]["reason"],
+        "ACCOUNT_EXPIRED"
+    );
+}
