@@ -39,7 +39,8 @@ impl LiveStream {
                     on_event(event);
                 }
             });
-        for event_type in freshet_rules::EventType::ALL {
+        // The live page follows fetches; consent events are for webhooks and `/v1/events`.
+        for event_type in freshet_rules::EventType::FETCHES {
             let _ = source.add_event_listener_with_callback(
                 event_type.as_str(),
                 listener.as_ref().unchecked_ref(),

@@ -21,11 +21,36 @@ pub enum EventType {
     /// A scheduled refresh of one account failed.
     #[serde(rename = "v1.account_transactions.scheduled_refresh.failed")]
     ScheduledRefreshFailed,
+    /// A consent ends in 7 days, or in 1 day (once each).
+    #[serde(rename = "v1.consent.expiring")]
+    ConsentExpiring,
+    /// A consent's end passed: its accounts are `EXPIRED`.
+    #[serde(rename = "v1.consent.expired")]
+    ConsentExpired,
+    /// A consent was revoked (by the user at the bank or through freshet).
+    #[serde(rename = "v1.consent.revoked")]
+    ConsentRevoked,
+    /// A consent was renewed (re-authenticated): a new end.
+    #[serde(rename = "v1.consent.renewed")]
+    ConsentRenewed,
 }
 
 impl EventType {
     /// Every event type, in the order the portal offers them.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 9] = [
+        Self::OnDemandRefreshSucceeded,
+        Self::OnDemandRefreshFailed,
+        Self::UserInitiatedSucceeded,
+        Self::ScheduledRefreshSucceeded,
+        Self::ScheduledRefreshFailed,
+        Self::ConsentExpiring,
+        Self::ConsentExpired,
+        Self::ConsentRevoked,
+        Self::ConsentRenewed,
+    ];
+
+    /// The types that tell of one account's fetch (the others are about consents).
+    pub const FETCHES: [Self; 5] = [
         Self::OnDemandRefreshSucceeded,
         Self::OnDemandRefreshFailed,
         Self::UserInitiatedSucceeded,
@@ -43,6 +68,10 @@ impl EventType {
                 "v1.account_transactions.scheduled_refresh.succeeded"
             }
             Self::ScheduledRefreshFailed => "v1.account_transactions.scheduled_refresh.failed",
+            Self::ConsentExpiring => "v1.consent.expiring",
+            Self::ConsentExpired => "v1.consent.expired",
+            Self::ConsentRevoked => "v1.consent.revoked",
+            Self::ConsentRenewed => "v1.consent.renewed",
         }
     }
 
@@ -51,11 +80,13 @@ impl EventType {
         Self::ALL.into_iter().find(|t| t.as_str() == text)
     }
 
-    /// Whether the event tells of a fetch that ended with data (else: one that failed).
+    /// Whether the event tells of a fetch that ended with data.
     pub fn succeeded(self) -> bool {
-        !matches!(
+        matches!(
             self,
-            Self::OnDemandRefreshFailed | Self::ScheduledRefreshFailed
+            Self::OnDemandRefreshSucceeded
+                | Self::UserInitiatedSucceeded
+                | Self::ScheduledRefreshSucceeded
         )
     }
 }

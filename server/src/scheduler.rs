@@ -1,6 +1,7 @@
 //! Scheduled refreshes: every account with valid consent is fetched again once its data is
 //! older than the schedule's period (6 hours by default), whatever the on-demand interval.
-//! The scheduler only queues jobs (`SCHEDULED`); the workers fetch them.
+//! The scheduler only queues jobs (`SCHEDULED`); the workers fetch them. It also sends the
+//! consent notices that fall due (expiring in 7 days, in 1 day, expired).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +56,16 @@ async fn schedule(
     }
 }
 
+/// Sends the consent notices due now (`v1.consent.expiring` at 7 days and 1 day,
+/// `v1.consent.expired`), each once across restarts; returns how many. Tests call this
+/// directly.
+pub async fn announce_consents(
+    store: &Store,
+    clock: &Clock,
+) -> Result<usize, crate::store::StoreError> {
+    store.bank_consents().announce_due(clock.now()).await
+}
+
 /// Checks every 30 seconds of real time (the sandbox clock may jump in between).
 pub fn spawn(store: Store, clock: Arc<Clock>, period: TimeDelta) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -63,6 +74,11 @@ pub fn spawn(store: Store, clock: Arc<Clock>, period: TimeDelta) -> tokio::task:
                 Ok(0) => {}
                 Ok(n) => tracing::info!(accounts = n, "scheduled refreshes queued"),
                 Err(e) => tracing::error!(error = %e, "scheduling refreshes failed"),
+            }
+            match announce_consents(&store, &clock).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(notices = n, "consent notices sent"),
+                Err(e) => tracing::error!(error = %e, "sending consent notices failed"),
             }
             tokio::time::sleep(Duration::from_secs(30)).await;
         }

@@ -149,7 +149,7 @@ mod tests {
     #[test]
     fn the_portal_reads_every_event_type_of_the_stream_typed() {
         let at = DateTime::from_timestamp_millis(1_790_000_000_123).unwrap_or_default();
-        for t in freshet_rules::EventType::ALL {
+        for t in freshet_rules::EventType::FETCHES {
             let payload = r#"{"userId":"u1","accountId":"a1","jobId":"j1","newTransactions":3}"#;
             let data = envelope(t.as_str(), "e1", None, at, payload);
             let event: app::model::LiveEvent =

@@ -164,4 +164,106 @@ impl BankConsents<'_> {
         tx.commit().await?;
         Ok(())
     }
+
+    /// Sends the consent notices that are due at `now`, each once: `v1.consent.expiring`
+    /// 7 days and 1 day before a consent's end, `v1.consent.expired` at its end (its
+    /// accounts turn `EXPIRED` in the same commit). A consent past two thresholds at once
+    /// gets only the latest notice. Returns how many events were appended.
+    pub async fn announce_due(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let due: Vec<DueNotice> = sqlx::query_as(
+            "SELECT c.bank_id, c.bank_consent_id, c.user_id, u.partner_id, c.expires_at,
+               c.expiring_7d_sent_at IS NOT NULL AS sent_7d, c.expiring_1d_sent_at IS NOT NULL AS sent_1d
+             FROM bank_consents c JOIN users u ON u.id = c.user_id
+             WHERE c.expired_sent_at IS NULL AND c.ended_at IS NULL AND c.expires_at IS NOT NULL
+               AND (c.expires_at <= ?1
+                 OR (c.expires_at <= ?2 AND c.expiring_1d_sent_at IS NULL)
+                 OR (c.expires_at <= ?3 AND c.expiring_7d_sent_at IS NULL))
+             LIMIT 500",
+        )
+        .bind(to_ms(now))
+        .bind(to_ms(now + chrono::TimeDelta::days(1)))
+        .bind(to_ms(now + chrono::TimeDelta::days(7)))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut appended = 0;
+        for notice in &due {
+            let ends = from_ms(notice.expires_at);
+            let (event_type, column) = if ends <= now {
+                ("v1.consent.expired", "expired_sent_at")
+            } else if ends <= now + chrono::TimeDelta::days(1) {
+                ("v1.consent.expiring", "expiring_1d_sent_at")
+            } else {
+                ("v1.consent.expiring", "expiring_7d_sent_at")
+            };
+            if event_type == "v1.consent.expiring"
+                && ((column == "expiring_1d_sent_at" && notice.sent_1d)
+                    || (column == "expiring_7d_sent_at" && notice.sent_7d))
+            {
+                continue;
+            }
+            // Earlier thresholds count as passed: never a 7-day notice after the 1-day one.
+            sqlx::query(&format!(
+                "UPDATE bank_consents SET {column} = ?3,
+                   expiring_7d_sent_at = COALESCE(expiring_7d_sent_at, ?3),
+                   expiring_1d_sent_at = CASE WHEN ?4 THEN COALESCE(expiring_1d_sent_at, ?3) ELSE expiring_1d_sent_at END
+                 WHERE bank_id = ?1 AND bank_consent_id = ?2"
+            ))
+            .bind(&notice.bank_id)
+            .bind(&notice.bank_consent_id)
+            .bind(to_ms(now))
+            .bind(column != "expiring_7d_sent_at")
+            .execute(&mut *tx)
+            .await?;
+            let accounts: Vec<(String,)> = sqlx::query_as(
+                "SELECT id FROM accounts WHERE bank_id = ?1 AND bank_consent_id = ?2 ORDER BY id",
+            )
+            .bind(&notice.bank_id)
+            .bind(&notice.bank_consent_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            if event_type == "v1.consent.expired" {
+                sqlx::query(
+                    "UPDATE accounts SET consent_status = 'EXPIRED' WHERE bank_id = ?1 AND bank_consent_id = ?2",
+                )
+                .bind(&notice.bank_id)
+                .bind(&notice.bank_consent_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let payload = serde_json::json!({
+                "userId": notice.user_id,
+                "bankId": notice.bank_id,
+                "accountIds": accounts.iter().map(|(id,)| id).collect::<Vec<_>>(),
+                "consentExpiresAt": freshet_rules::format_timestamp(ends),
+            });
+            sqlx::query(
+                "INSERT INTO events (id, partner_id, type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(&notice.partner_id)
+            .bind(event_type)
+            .bind(payload.to_string())
+            .bind(to_ms(now))
+            .execute(&mut *tx)
+            .await?;
+            appended += 1;
+        }
+        tx.commit().await?;
+        if appended > 0 {
+            self.events_committed();
+        }
+        Ok(appended)
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct DueNotice {
+    bank_id: String,
+    bank_consent_id: String,
+    user_id: String,
+    partner_id: String,
+    expires_at: i64,
+    sent_7d: bool,
+    sent_1d: bool,
 }

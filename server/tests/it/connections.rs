@@ -343,3 +343,91 @@ async fn a_refused_refresh_token_ends_the_consent_rather_than_retrying() {
         Err(server::services::Error::UserNotFound)
     ));
 }
+
+/// connections.md: `v1.consent.expiring` 7 days and 1 day before a consent's end, once each,
+/// and `v1.consent.expired` at its end (its accounts `EXPIRED`) — also when the scheduler
+/// that sends them is a new process on the same database.
+#[tokio::test]
+async fn consent_notices_come_once_each_across_a_restart() {
+    let app = TestApp::new().await;
+    let acme = acme(&app).await;
+    let key = app.partner(true).await;
+    let user = app.user(&key).await;
+    let partner = app.services.partner_by_key(&key).await.unwrap().unwrap().id;
+    let granted = acme.consent_of("salaried").await;
+    let ends = granted.expires_at.unwrap();
+    let connected = app
+        .services
+        .connect_consent(partner, Uuid::parse_str(&user).unwrap(), granted)
+        .await
+        .unwrap();
+    let notices = || async {
+        events(&app)
+            .await
+            .into_iter()
+            .filter(|(t, _)| t.starts_with("v1.consent."))
+            .collect::<Vec<_>>()
+    };
+    let run = |store: server::store::Store| {
+        let clock = Arc::clone(&app.clock);
+        async move {
+            server::scheduler::announce_consents(&store, &clock)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        run(app.store.clone()).await,
+        0,
+        "90 days ahead: nothing yet"
+    );
+
+    app.clock.set(ends - TimeDelta::days(7));
+    assert_eq!(run(app.store.clone()).await, 1);
+    // A restarted server (a new store on the same file) sends it no second time.
+    let restarted = server::store::Store::open(&format!("sqlite://{}", app.db_file().display()))
+        .await
+        .unwrap();
+    assert_eq!(run(restarted.clone()).await, 0);
+    app.clock.set(ends - TimeDelta::days(2));
+    assert_eq!(run(restarted.clone()).await, 0);
+    app.clock.set(ends - TimeDelta::hours(23));
+    assert_eq!(run(restarted.clone()).await, 1);
+    assert_eq!(run(app.store.clone()).await, 0);
+    app.clock.set(ends);
+    assert_eq!(run(restarted).await, 1);
+    assert_eq!(run(app.store.clone()).await, 0);
+
+    let sent = notices().await;
+    let types: Vec<&str> = sent.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "v1.consent.expiring",
+            "v1.consent.expiring",
+            "v1.consent.expired"
+        ]
+    );
+    let ids: Vec<String> = connected.iter().map(|a| a.account_id.to_string()).collect();
+    for (_, payload) in &sent {
+        assert_eq!(payload["userId"], user);
+        assert_eq!(payload["bankId"], "acme");
+        assert_eq!(payload["consentExpiresAt"], crate::harness::iso(ends));
+        let mut named: Vec<String> = payload["accountIds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        named.sort();
+        let mut expected = ids.clone();
+        expected.sort();
+        assert_eq!(named, expected);
+    }
+    // The consent's accounts are EXPIRED, stored so (not only read so by time).
+    let stored: Vec<(String,)> = sqlx::query_as("SELECT consent_status FROM accounts")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert!(stored.iter().all(|(s,)| s == "EXPIRED"), "{stored:?}");
+}

@@ -542,6 +542,7 @@ async fn one_client_cannot_try_many_emails_quickly() {
     let app = TestApp::new().await;
     let attacker = Some([192, 0, 2, 7]);
     let mut throttled = 0;
+    let started = std::time::Instant::now();
     for i in 0..40 {
         let page = send(
             &app,
@@ -558,9 +559,13 @@ async fn one_client_cannot_try_many_emails_quickly() {
             throttled += 1;
         }
     }
-    assert_eq!(
-        throttled, 10,
-        "30 a minute per client, then refused unchecked"
+    // 30 at once, then one more every 2 s (the bucket refills at 30 a minute): however long
+    // the 40 attempts took on this machine, the rest were refused unchecked.
+    let refilled = usize::try_from(started.elapsed().as_secs() / 2).unwrap();
+    let allowed = (30 + refilled).min(40);
+    assert!(
+        throttled >= 40 - allowed,
+        "{throttled} of 40 refused; at most {allowed} may have been checked"
     );
     let page = send(
         &app,
