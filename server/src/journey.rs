@@ -33,6 +33,7 @@ where
         .route("/connect/{session_id}", get(connection_page))
         .route("/connect/{session_id}/bank", post(pick_bank))
         .route("/manage/{session_id}", get(management_page))
+        .route("/manage/{session_id}/unlink", post(unlink))
 }
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
@@ -204,7 +205,7 @@ async fn callback(
     }
 }
 
-/// `GET /manage/{sessionId}?partnerToken=…`: the user's connections.
+/// `GET /manage/{sessionId}?partnerToken=…`: the user's connections, each with Unlink.
 async fn management_page(
     State(services): State<Arc<Services>>,
     Path(id): Path<String>,
@@ -214,42 +215,97 @@ async fn management_page(
         Ok(id) => id,
         Err(e) => return refused(&e),
     };
-    match services.management_page(id, &query.partner_token).await {
-        Ok((partner, accounts)) => {
-            let rows: String = accounts
+    let shown = match services.management_page(id, &query.partner_token).await {
+        Ok(shown) => shown,
+        Err(e) => return refused(&e),
+    };
+    let token = escape(&query.partner_token);
+    let sections: String = shown
+        .connections
+        .iter()
+        .map(|c| {
+            let accounts: String = c
+                .accounts
                 .iter()
                 .map(|a| {
                     format!(
-                        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                        escape(&a.provider_name),
+                        "<li>{} · {} · {}</li>",
                         escape(&a.account_type),
-                        escape(
-                            if a.consent_status == freshet_rules::ConsentStatus::Active {
-                                "Active"
-                            } else {
-                                "Expired"
-                            }
-                        ),
-                        a.consent_expires_at
-                            .map(|at| at.format("%-d %B %Y").to_string())
-                            .unwrap_or_else(|| "—".to_owned())
+                        escape(&a.currency),
+                        escape(&a.balance)
                     )
                 })
                 .collect();
-            let table = if accounts.is_empty() {
-                "<p>No bank is connected yet.</p>".to_owned()
+            let until = c
+                .expires_at
+                .map(|at| at.format("%-d %B %Y").to_string())
+                .unwrap_or_else(|| "no end date".to_owned());
+            let state = if c.active {
+                format!("Shared until {until}.")
             } else {
-                format!(
-                    "<table><caption>Your connected accounts</caption><thead><tr><th scope=\"col\">Bank</th>\
-                     <th scope=\"col\">Account</th><th scope=\"col\">Consent</th><th scope=\"col\">Until</th></tr></thead>\
-                     <tbody>{rows}</tbody></table>"
-                )
+                "No longer shared.".to_owned()
             };
-            page(
-                StatusCode::OK,
-                &format!("Your connections with {partner}"),
-                &format!("<h1>Your connections with {}</h1>{table}", escape(&partner)),
+            let unlink = if c.active {
+                format!(
+                    "<form method=\"post\" action=\"/manage/{id}/unlink\">\
+                     <input type=\"hidden\" name=\"partnerToken\" value=\"{token}\">\
+                     <input type=\"hidden\" name=\"bankId\" value=\"{bank}\">\
+                     <input type=\"hidden\" name=\"consentId\" value=\"{consent}\">\
+                     <button type=\"submit\">Unlink {name}</button></form>",
+                    bank = escape(&c.bank_id),
+                    consent = escape(&c.consent_id),
+                    name = escape(&c.bank_name)
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "<section><h2>{name}</h2><p>{state}</p><ul>{accounts}</ul>{unlink}</section>",
+                name = escape(&c.bank_name)
             )
+        })
+        .collect();
+    let body = if shown.connections.is_empty() {
+        "<p>No bank is connected yet.</p>".to_owned()
+    } else {
+        sections
+    };
+    page(
+        StatusCode::OK,
+        &format!("Your connections with {}", shown.partner_name),
+        &format!(
+            "<h1>Your connections with {}</h1>{body}",
+            escape(&shown.partner_name)
+        ),
+    )
+}
+
+/// `POST /manage/{sessionId}/unlink` (`partnerToken`, `bankId`, `consentId`): the consent
+/// is revoked at the bank; back to the management page.
+async fn unlink(
+    State(services): State<Arc<Services>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let id = match session_id(&id) {
+        Ok(id) => id,
+        Err(e) => return refused(&e),
+    };
+    let (mut token, mut bank, mut consent) = (String::new(), String::new(), String::new());
+    for (name, value) in form_urlencoded::parse(&body) {
+        match name.as_ref() {
+            "partnerToken" => token = value.into_owned(),
+            "bankId" => bank = value.into_owned(),
+            "consentId" => consent = value.into_owned(),
+            _ => {}
+        }
+    }
+    match services.unlink(id, &token, &bank, &consent).await {
+        Ok(()) => {
+            let back: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair("partnerToken", &token)
+                .finish();
+            see_other(&format!("/manage/{id}?{back}"))
         }
         Err(e) => refused(&e),
     }

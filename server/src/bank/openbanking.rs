@@ -263,12 +263,37 @@ impl OpenBankingBank {
         Ok(tokens.access_token)
     }
 
+    /// The bank ended the consent (refused its refresh token, or answered 403).
     async fn end(&self, consent_id: &str) -> Result<(), BankError> {
         self.store
             .bank_consents()
-            .ended(&self.bank.id, consent_id, self.clock.now())
+            .ended(&self.bank.id, consent_id, self.clock.now(), "BANK_REVOKED")
             .await
+            .map(|_| ())
             .map_err(|e| BankError::Internal(e.to_string()))
+    }
+
+    /// Revokes consent `consent_id` at the bank (the user unlinked it). A consent the bank
+    /// no longer knows counts as revoked.
+    pub async fn revoke_consent(&self, consent_id: &str) -> Result<(), BankError> {
+        let client = self
+            .post_token(&[("grant_type", "client_credentials"), ("scope", "accounts")])
+            .await?;
+        let answer = self
+            .http
+            .delete(format!(
+                "{}/account-access-consents/{consent_id}",
+                self.bank.api_base
+            ))
+            .bearer_auth(&client.access_token)
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        match answer.status() {
+            s if s.is_success() || s == reqwest::StatusCode::NOT_FOUND => Ok(()),
+            s if s.is_server_error() => Err(BankError::Unavailable),
+            s => Err(BankError::Internal(format!("revoking the consent: {s}"))),
+        }
     }
 
     /// GETs `path` of the AIS API with the consent's token (refreshed once on a 401).

@@ -89,6 +89,32 @@ pub struct ConnectionPage {
     pub banks: Vec<(String, String)>,
 }
 
+/// What the management page shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManagementPage {
+    /// The partner's name.
+    pub partner_name: String,
+    /// The user's connections, newest first.
+    pub connections: Vec<Connection>,
+}
+
+/// One consent of the user at a bank, with its accounts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Connection {
+    /// The bank.
+    pub bank_id: String,
+    /// Its name.
+    pub bank_name: String,
+    /// The bank's id for the consent.
+    pub consent_id: String,
+    /// When it ends.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Neither ended nor past its end.
+    pub active: bool,
+    /// Its accounts.
+    pub accounts: Vec<crate::model::Account>,
+}
+
 /// Why a journey page cannot go on, in words for the end user.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum JourneyError {
@@ -324,12 +350,13 @@ impl Services {
         })
     }
 
-    /// The management page of session `id`: the partner's name and the user's accounts.
+    /// The management page of session `id`: the partner's name and the user's connections,
+    /// each consent with its accounts.
     pub async fn management_page(
         &self,
         id: Uuid,
         token: &str,
-    ) -> Result<(String, Vec<crate::model::Account>), JourneyError> {
+    ) -> Result<ManagementPage, JourneyError> {
         let record = self.journey_session(id, token).await?;
         let partner = self
             .partner(record.partner_id)
@@ -340,7 +367,65 @@ impl Services {
             .accounts(record.partner_id, record.user_id)
             .await
             .map_err(|e| JourneyError::Internal(e.to_string()))?;
-        Ok((partner.name, accounts))
+        let now = self.clock.now();
+        let connections = self
+            .store
+            .bank_consents()
+            .of_user(&record.user_id.to_string())
+            .await?
+            .into_iter()
+            .map(|(consent, ids)| Connection {
+                bank_name: self
+                    .bank_directory
+                    .name_of(&consent.bank_id)
+                    .unwrap_or_else(|| consent.bank_id.clone()),
+                active: consent.ended_at.is_none()
+                    && consent.expires_at.is_none_or(|end| end > now),
+                accounts: accounts
+                    .iter()
+                    .filter(|a| ids.contains(&a.account_id.to_string()))
+                    .cloned()
+                    .collect(),
+                bank_id: consent.bank_id,
+                consent_id: consent.bank_consent_id,
+                expires_at: consent.expires_at,
+            })
+            .collect();
+        Ok(ManagementPage {
+            partner_name: partner.name,
+            connections,
+        })
+    }
+
+    /// The user unlinks a connection from the management page: the consent is revoked at
+    /// the bank, its accounts turn `EXPIRED`, `v1.consent.revoked` (`USER_UNLINKED`).
+    pub async fn unlink(
+        &self,
+        id: Uuid,
+        token: &str,
+        bank_id: &str,
+        consent_id: &str,
+    ) -> Result<(), JourneyError> {
+        let record = self.journey_session(id, token).await?;
+        let consent = self
+            .store
+            .bank_consents()
+            .get(bank_id, consent_id)
+            .await?
+            .filter(|c| c.user_id == record.user_id.to_string())
+            .ok_or(JourneyError::NotValid)?;
+        let bank = self
+            .open_banking(&consent.bank_id)
+            .ok_or(JourneyError::NoSuchBank)?;
+        bank.revoke_consent(consent_id).await.map_err(|e| match e {
+            crate::bank::BankError::Internal(why) => JourneyError::Internal(why),
+            _ => JourneyError::BankUnavailable,
+        })?;
+        self.store
+            .bank_consents()
+            .ended(bank_id, consent_id, self.clock.now(), "USER_UNLINKED")
+            .await?;
+        Ok(())
     }
 
     /// The user picked `bank_id`: a consent is created there, and the answer is where to

@@ -136,23 +136,27 @@ impl BankConsents<'_> {
         Ok(())
     }
 
-    /// The bank refused the consent's refresh token (or revoked it): it ended now, and
-    /// the accounts linked to it are `EXPIRED`, in one transaction.
+    /// The consent ended now — the bank refused its refresh token or revoked it
+    /// (`BANK_REVOKED`), or the user unlinked it (`USER_UNLINKED`): the accounts linked to
+    /// it are `EXPIRED`, and `v1.consent.revoked` is appended once (a consent already ended
+    /// changes nothing), in one transaction. Returns whether it ended now.
     pub async fn ended(
         &self,
         bank_id: &str,
         bank_consent_id: &str,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+        reason: &str,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "UPDATE bank_consents SET ended_at = COALESCE(ended_at, ?3), updated_at = ?3
-             WHERE bank_id = ?1 AND bank_consent_id = ?2",
+        let ended: Option<(String, Option<i64>)> = sqlx::query_as(
+            "UPDATE bank_consents SET ended_at = ?3, updated_at = ?3
+             WHERE bank_id = ?1 AND bank_consent_id = ?2 AND ended_at IS NULL
+             RETURNING user_id, expires_at",
         )
         .bind(bank_id)
         .bind(bank_consent_id)
         .bind(to_ms(now))
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
         sqlx::query(
             "UPDATE accounts SET consent_status = 'EXPIRED' WHERE bank_id = ?1 AND bank_consent_id = ?2",
@@ -161,8 +165,72 @@ impl BankConsents<'_> {
         .bind(bank_consent_id)
         .execute(&mut *tx)
         .await?;
+        let Some((user_id, expires_at)) = ended else {
+            tx.commit().await?;
+            return Ok(false);
+        };
+        let (partner_id,): (String,) = sqlx::query_as("SELECT partner_id FROM users WHERE id = ?1")
+            .bind(&user_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let accounts: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM accounts WHERE bank_id = ?1 AND bank_consent_id = ?2 ORDER BY id",
+        )
+        .bind(bank_id)
+        .bind(bank_consent_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut payload = serde_json::json!({
+            "userId": user_id,
+            "bankId": bank_id,
+            "accountIds": accounts.iter().map(|(id,)| id).collect::<Vec<_>>(),
+            "reason": reason,
+        });
+        if let Some(ends) = expires_at {
+            payload["consentExpiresAt"] =
+                serde_json::json!(freshet_rules::format_timestamp(from_ms(ends)));
+        }
+        sqlx::query(
+            "INSERT INTO events (id, partner_id, type, payload, created_at) VALUES (?1, ?2, 'v1.consent.revoked', ?3, ?4)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(partner_id)
+        .bind(payload.to_string())
+        .bind(to_ms(now))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(())
+        self.events_committed();
+        Ok(true)
+    }
+
+    /// The user's consents, newest first, with the ids of the accounts linked to each.
+    pub async fn of_user(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<(BankConsent, Vec<String>)>, StoreError> {
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT bank_id, bank_consent_id, user_id, access_token, access_expires_at, refresh_token,
+               expires_at, ended_at FROM bank_consents WHERE user_id = ?1 ORDER BY created_at DESC",
+        )
+        .bind(user_id)
+        .fetch_all(&self.read)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let accounts: Vec<(String,)> = sqlx::query_as(
+                "SELECT id FROM accounts WHERE bank_id = ?1 AND bank_consent_id = ?2 ORDER BY id",
+            )
+            .bind(&row.bank_id)
+            .bind(&row.bank_consent_id)
+            .fetch_all(&self.read)
+            .await?;
+            out.push((
+                BankConsent::from(row),
+                accounts.into_iter().map(|(id,)| id).collect(),
+            ));
+        }
+        Ok(out)
     }
 
     /// Sends the consent notices that are due at `now`, each once: `v1.consent.expiring`

@@ -29,8 +29,8 @@ const REDIRECT: &str = "http://127.0.0.1:3000/connect/callback";
 pub struct Acme {
     pub base: String,
     pub http: reqwest::Client,
-    client_id: String,
-    secret: String,
+    pub client_id: String,
+    pub secret: String,
     bank: Arc<SandboxBank>,
 }
 
@@ -258,10 +258,13 @@ async fn a_consented_users_accounts_are_connected_fetched_and_refreshed_with_the
     drain(&w).await;
     let third = events(&app).await;
     assert!(
-        third[4..].iter().all(
-            |(t, p)| t == "v1.account_transactions.on_demand_refresh.failed"
-                && p["error"]["code"] == "CONSENT_REVOKED"
-        ),
+        third[4..]
+            .iter()
+            .filter(|(t, _)| t.starts_with("v1.account_transactions."))
+            .all(
+                |(t, p)| t == "v1.account_transactions.on_demand_refresh.failed"
+                    && p["error"]["code"] == "CONSENT_REVOKED"
+            ),
         "{third:?}"
     );
     let listed = app.get(&format!("/v1/users/{user}/accounts"), &key).await;
@@ -280,6 +283,15 @@ async fn a_consented_users_accounts_are_connected_fetched_and_refreshed_with_the
         refused.body["metadata"]["accounts"][0]["reason"],
         "ACCOUNT_EXPIRED"
     );
+    // The partner heard it once, with the reason: the bank revoked it.
+    let revoked: Vec<Value> = third
+        .iter()
+        .filter(|(t, _)| t == "v1.consent.revoked")
+        .map(|(_, p)| p.clone())
+        .collect();
+    assert_eq!(revoked.len(), 1, "{third:?}");
+    assert_eq!(revoked[0]["reason"], "BANK_REVOKED");
+    assert_eq!(revoked[0]["accountIds"].as_array().unwrap().len(), 2);
     drop(acme.bank);
 }
 

@@ -391,3 +391,120 @@ async fn a_session_is_refused_for_a_bad_redirect_a_marketplace_user_or_a_strange
         .await
         .assert_problem(404, "SESSION_NOT_FOUND");
 }
+
+/// The managementUrl: the user's connection with Unlink; unlinking revokes the consent at
+/// the bank, the accounts turn `EXPIRED`, `v1.consent.revoked` (`USER_UNLINKED`) is sent, and
+/// a refresh answers `ACCOUNT_EXPIRED`.
+#[tokio::test]
+async fn unlinking_from_the_management_page_revokes_the_consent_everywhere() {
+    let app = TestApp::new().await;
+    let acme = acme(&app).await;
+    let key = app.partner(true).await;
+    let user = app.user(&key).await;
+    let session = new_session(&app, &key, &user).await;
+    let callback = through_the_bank(&app, &acme, &session, "approve").await;
+    let (status, _, _) = browse(
+        &app,
+        Request::get(path_of(&callback))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 303);
+
+    let manage = session["managementUrl"].as_str().unwrap();
+    let (status, _, html) = browse(
+        &app,
+        Request::get(path_of(manage)).body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("Unlink Acme Bank") && html.contains("Shared until"),
+        "{html}"
+    );
+    let consent: (String,) = sqlx::query_as("SELECT bank_consent_id FROM bank_consents")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let token = param(manage, "partnerToken").unwrap();
+    let sid = session["sessionId"].as_str().unwrap();
+    // Someone without the session's token cannot unlink.
+    let (status, _, _) = browse(
+        &app,
+        Request::post(format!("/manage/{sid}/unlink"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!(
+                "partnerToken=guess&bankId=acme&consentId={}",
+                consent.0
+            )))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, back, _) = browse(
+        &app,
+        Request::post(format!("/manage/{sid}/unlink"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!(
+                "partnerToken={token}&bankId=acme&consentId={}",
+                consent.0
+            )))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (_, _, html) = browse(
+        &app,
+        Request::get(back.unwrap()).body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert!(
+        html.contains("No longer shared") && !html.contains("Unlink Acme Bank"),
+        "{html}"
+    );
+
+    // At the bank: revoked.
+    let client = acme
+        .http
+        .post(format!("{}/token", acme.base))
+        .basic_auth(&acme.client_id, Some(&acme.secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let at_bank: Value = acme
+        .http
+        .get(format!(
+            "{}/open-banking/v3.1/aisp/account-access-consents/{}",
+            acme.base, consent.0
+        ))
+        .bearer_auth(client["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(at_bank["Data"]["Status"], "Revoked");
+    // Here: EXPIRED, the event once, and the refresh skips the account.
+    let accounts = app.get(&format!("/v1/users/{user}/accounts"), &key).await;
+    assert_eq!(accounts.body["data"][0]["consentStatus"], "EXPIRED");
+    let revoked: Vec<(String,)> =
+        sqlx::query_as("SELECT payload FROM events WHERE type = 'v1.consent.revoked'")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(revoked.len(), 1);
+    let payload: Value = serde_json::from_str(&revoked[0].0).unwrap();
+    assert_eq!(payload["reason"], "USER_UNLINKED");
+    assert_eq!(payload["userId"], user);
+    let refused = app.refresh(&key, &user).await;
+    assert_eq!(
+        refused.body["metadata"]["accounts"][0]["reason"],
+        "ACCOUNT_EXPIRED"
+    );
+}
