@@ -34,6 +34,7 @@ where
         .route("/connect/{session_id}/bank", post(pick_bank))
         .route("/manage/{session_id}", get(management_page))
         .route("/manage/{session_id}/unlink", post(unlink))
+        .route("/manage/{session_id}/renew", post(renew))
 }
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
@@ -245,6 +246,16 @@ async fn management_page(
             } else {
                 "No longer shared.".to_owned()
             };
+            let renew = format!(
+                "<form method=\"post\" action=\"/manage/{id}/renew\">\
+                 <input type=\"hidden\" name=\"partnerToken\" value=\"{token}\">\
+                 <input type=\"hidden\" name=\"bankId\" value=\"{bank}\">\
+                 <input type=\"hidden\" name=\"consentId\" value=\"{consent}\">\
+                 <button type=\"submit\">Re-authenticate with {name}</button></form>",
+                bank = escape(&c.bank_id),
+                consent = escape(&c.consent_id),
+                name = escape(&c.bank_name)
+            );
             let unlink = if c.active {
                 format!(
                     "<form method=\"post\" action=\"/manage/{id}/unlink\">\
@@ -260,7 +271,7 @@ async fn management_page(
                 String::new()
             };
             format!(
-                "<section><h2>{name}</h2><p>{state}</p><ul>{accounts}</ul>{unlink}</section>",
+                "<section><h2>{name}</h2><p>{state}</p><ul>{accounts}</ul>{renew}{unlink}</section>",
                 name = escape(&c.bank_name)
             )
         })
@@ -280,6 +291,38 @@ async fn management_page(
     )
 }
 
+/// The fields of a management form: (partnerToken, bankId, consentId).
+fn management_form(body: &[u8]) -> (String, String, String) {
+    let (mut token, mut bank, mut consent) = (String::new(), String::new(), String::new());
+    for (name, value) in form_urlencoded::parse(body) {
+        match name.as_ref() {
+            "partnerToken" => token = value.into_owned(),
+            "bankId" => bank = value.into_owned(),
+            "consentId" => consent = value.into_owned(),
+            _ => {}
+        }
+    }
+    (token, bank, consent)
+}
+
+/// `POST /manage/{sessionId}/renew` (`partnerToken`, `bankId`, `consentId`): a new
+/// authorization at the bank for the same accounts.
+async fn renew(
+    State(services): State<Arc<Services>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let id = match session_id(&id) {
+        Ok(id) => id,
+        Err(e) => return refused(&e),
+    };
+    let (token, bank, consent) = management_form(&body);
+    match services.renew_at_bank(id, &token, &bank, &consent).await {
+        Ok(to) => see_other(&to),
+        Err(e) => refused(&e),
+    }
+}
+
 /// `POST /manage/{sessionId}/unlink` (`partnerToken`, `bankId`, `consentId`): the consent
 /// is revoked at the bank; back to the management page.
 async fn unlink(
@@ -291,15 +334,7 @@ async fn unlink(
         Ok(id) => id,
         Err(e) => return refused(&e),
     };
-    let (mut token, mut bank, mut consent) = (String::new(), String::new(), String::new());
-    for (name, value) in form_urlencoded::parse(&body) {
-        match name.as_ref() {
-            "partnerToken" => token = value.into_owned(),
-            "bankId" => bank = value.into_owned(),
-            "consentId" => consent = value.into_owned(),
-            _ => {}
-        }
-    }
+    let (token, bank, consent) = management_form(&body);
     match services.unlink(id, &token, &bank, &consent).await {
         Ok(()) => {
             let back: String = form_urlencoded::Serializer::new(String::new())

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Error, Services};
-use crate::bank::BankError;
+use crate::bank::{AccountInfo, BankError};
 use freshet_rules::ConsentStatus;
 
 use crate::model::Account;
@@ -48,6 +48,54 @@ impl Services {
         user_id: Uuid,
         granted: GrantedConsent,
     ) -> Result<Vec<Account>, Error> {
+        let found = self.keep_and_read(partner, user_id, &granted).await?;
+        self.connect_found(partner, user_id, &granted, found).await
+    }
+
+    /// Consent `old` was re-authenticated as `granted`: its accounts that the bank still
+    /// lists move to the new consent (`v1.consent.renewed`), accounts the user added are
+    /// connected with their first fetch. Returns the accounts connected anew.
+    pub async fn renew_consent(
+        &self,
+        partner: Uuid,
+        user_id: Uuid,
+        old: &str,
+        granted: GrantedConsent,
+    ) -> Result<Vec<Account>, Error> {
+        let found = self.keep_and_read(partner, user_id, &granted).await?;
+        let at_bank: Vec<(String, String)> = found
+            .iter()
+            .map(|a| (a.account_id.clone(), a.balance.clone()))
+            .collect();
+        let moved = self
+            .store
+            .bank_consents()
+            .renewed(
+                &granted.bank_id,
+                old,
+                &granted.bank_consent_id,
+                granted.expires_at,
+                &at_bank,
+                self.clock.now(),
+            )
+            .await?;
+        let added: Vec<AccountInfo> = found
+            .into_iter()
+            .filter(|a| !moved.contains(&a.account_id))
+            .collect();
+        if added.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.connect_found(partner, user_id, &granted, added).await
+    }
+
+    /// Keeps the grant's tokens (sealed) and reads the accounts it covers from the bank.
+    async fn keep_and_read(
+        &self,
+        partner: Uuid,
+        user_id: Uuid,
+        granted: &GrantedConsent,
+    ) -> Result<Vec<AccountInfo>, Error> {
         let connector = self
             .open_banking(&granted.bank_id)
             .ok_or_else(|| Error::Invalid(format!("no bank {} on this server", granted.bank_id)))?;
@@ -86,6 +134,18 @@ impl Services {
                 }
                 other => Error::Internal(other.to_string()),
             })?;
+        Ok(found)
+    }
+
+    /// Connects the accounts `found` under `granted`, their first fetch queued.
+    async fn connect_found(
+        &self,
+        partner: Uuid,
+        user_id: Uuid,
+        granted: &GrantedConsent,
+        found: Vec<AccountInfo>,
+    ) -> Result<Vec<Account>, Error> {
+        let now = self.clock.now();
         let provider = self
             .bank_directory
             .name_of(&granted.bank_id)

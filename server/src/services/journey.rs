@@ -436,6 +436,36 @@ impl Services {
         token: &str,
         bank_id: &str,
     ) -> Result<String, JourneyError> {
+        self.authorize_at_bank(id, token, bank_id, None).await
+    }
+
+    /// The user asked to re-authenticate consent `consent_id` from the management page: a
+    /// new consent at the same bank, whose callback moves the accounts to it.
+    pub async fn renew_at_bank(
+        &self,
+        id: Uuid,
+        token: &str,
+        bank_id: &str,
+        consent_id: &str,
+    ) -> Result<String, JourneyError> {
+        let record = self.journey_session(id, token).await?;
+        self.store
+            .bank_consents()
+            .get(bank_id, consent_id)
+            .await?
+            .filter(|c| c.user_id == record.user_id.to_string())
+            .ok_or(JourneyError::NotValid)?;
+        self.authorize_at_bank(id, token, bank_id, Some(consent_id.to_owned()))
+            .await
+    }
+
+    async fn authorize_at_bank(
+        &self,
+        id: Uuid,
+        token: &str,
+        bank_id: &str,
+        renews: Option<String>,
+    ) -> Result<String, JourneyError> {
         let record = self.journey_session(id, token).await?;
         let bank = self.open_banking(bank_id).ok_or(JourneyError::NoSuchBank)?;
         let (consent_id, _) = bank.create_consent().await.map_err(|e| match e {
@@ -457,6 +487,7 @@ impl Services {
                     bank_id: bank_id.to_owned(),
                     bank_consent_id: consent_id.clone(),
                     verifier: sealed,
+                    renews,
                 },
                 self.clock.now(),
             )
@@ -488,12 +519,14 @@ impl Services {
             .await?
             .ok_or(JourneyError::NotValid)?;
         let now = self.clock.now();
-        if record.expires_at <= now
-            || !matches!(
-                record.status,
-                StoredStatus::Created | StoredStatus::InProgress
-            )
-        {
+        // A session waiting for completion may still come back from a renewal on its
+        // management page: the newest termination token is the one that completes it.
+        let open = [
+            StoredStatus::Created,
+            StoredStatus::InProgress,
+            StoredStatus::AwaitingCompletion,
+        ];
+        if record.expires_at <= now || !open.contains(&record.status) {
             return Err(JourneyError::Expired);
         }
         let outcome = match (code, error) {
@@ -516,7 +549,7 @@ impl Services {
             .sessions()
             .advance(
                 record.id,
-                &[StoredStatus::Created, StoredStatus::InProgress],
+                &open,
                 StoredStatus::AwaitingCompletion,
                 Some(&hash(&termination)),
                 outcome,
@@ -564,19 +597,24 @@ impl Services {
             .consent_expiry(&attempt.bank_consent_id)
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
-        self.connect_consent(
-            record.partner_id,
-            record.user_id,
-            GrantedConsent {
-                bank_id: attempt.bank_id.clone(),
-                bank_consent_id: attempt.bank_consent_id.clone(),
-                expires_at,
-                access_token: tokens.access_token,
-                expires_in: tokens.expires_in,
-                refresh_token: tokens.refresh_token,
-            },
-        )
-        .await?;
+        let granted = GrantedConsent {
+            bank_id: attempt.bank_id.clone(),
+            bank_consent_id: attempt.bank_consent_id.clone(),
+            expires_at,
+            access_token: tokens.access_token,
+            expires_in: tokens.expires_in,
+            refresh_token: tokens.refresh_token,
+        };
+        match &attempt.renews {
+            Some(old) => {
+                self.renew_consent(record.partner_id, record.user_id, old, granted)
+                    .await?;
+            }
+            None => {
+                self.connect_consent(record.partner_id, record.user_id, granted)
+                    .await?;
+            }
+        }
         Ok(())
     }
 }

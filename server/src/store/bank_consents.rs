@@ -204,6 +204,80 @@ impl BankConsents<'_> {
         Ok(true)
     }
 
+    /// Consent `old` was renewed by consent `new` at the same bank: the accounts of `old`
+    /// that the bank lists under `new` (by the bank's account id, with their balances now)
+    /// move to it — `ACTIVE`, ending at `expires_at` —, `old` ends without a revocation, and
+    /// `v1.consent.renewed` is appended, in one transaction. Returns the bank account ids of
+    /// the accounts that moved.
+    pub async fn renewed(
+        &self,
+        bank_id: &str,
+        old: &str,
+        new: &str,
+        expires_at: Option<DateTime<Utc>>,
+        at_bank: &[(String, String)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut moved = Vec::new();
+        let mut moved_ids = Vec::new();
+        for (bank_account_id, balance) in at_bank {
+            let account: Option<(String,)> = sqlx::query_as(
+                "UPDATE accounts SET bank_consent_id = ?3, consent_status = 'ACTIVE', consent_expires_at = ?4, balance = ?5
+                 WHERE bank_id = ?1 AND bank_consent_id = ?2 AND bank_account_id = ?6 RETURNING id",
+            )
+            .bind(bank_id)
+            .bind(old)
+            .bind(new)
+            .bind(expires_at.map(to_ms))
+            .bind(balance)
+            .bind(bank_account_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((id,)) = account {
+                moved.push(bank_account_id.clone());
+                moved_ids.push(id);
+            }
+        }
+        let user: Option<(String,)> = sqlx::query_as(
+            "UPDATE bank_consents SET ended_at = COALESCE(ended_at, ?3), updated_at = ?3
+             WHERE bank_id = ?1 AND bank_consent_id = ?2 RETURNING user_id",
+        )
+        .bind(bank_id)
+        .bind(old)
+        .bind(to_ms(now))
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((user_id,)) = user {
+            let (partner_id,): (String,) =
+                sqlx::query_as("SELECT partner_id FROM users WHERE id = ?1")
+                    .bind(&user_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let mut payload = serde_json::json!({
+                "userId": user_id,
+                "bankId": bank_id,
+                "accountIds": moved_ids,
+            });
+            if let Some(ends) = expires_at {
+                payload["consentExpiresAt"] =
+                    serde_json::json!(freshet_rules::format_timestamp(ends));
+            }
+            sqlx::query(
+                "INSERT INTO events (id, partner_id, type, payload, created_at) VALUES (?1, ?2, 'v1.consent.renewed', ?3, ?4)",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(partner_id)
+            .bind(payload.to_string())
+            .bind(to_ms(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.events_committed();
+        Ok(moved)
+    }
+
     /// The user's consents, newest first, with the ids of the accounts linked to each.
     pub async fn of_user(
         &self,

@@ -107,6 +107,8 @@ pub struct Attempt {
     pub bank_consent_id: String,
     /// The PKCE verifier, sealed.
     pub verifier: String,
+    /// The consent (the bank's id) this authorization renews, if it does.
+    pub renews: Option<String>,
 }
 
 const COLUMNS: &str = "id, partner_id, user_id, partner_redirect_url, correlation_id, status, outcome, created_at, expires_at";
@@ -219,8 +221,8 @@ impl ConnectionSessions<'_> {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO connection_attempts (state_hash, session_id, bank_id, bank_consent_id, verifier, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO connection_attempts (state_hash, session_id, bank_id, bank_consent_id, verifier, created_at, renews)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
         .bind(state_hash)
         .bind(attempt.session_id.to_string())
@@ -228,6 +230,7 @@ impl ConnectionSessions<'_> {
         .bind(&attempt.bank_consent_id)
         .bind(&attempt.verifier)
         .bind(to_ms(now))
+        .bind(&attempt.renews)
         .execute(&self.write)
         .await?;
         Ok(())
@@ -235,20 +238,21 @@ impl ConnectionSessions<'_> {
 
     /// Takes back the authorization whose `state` hashes to `state_hash`, at most once.
     pub async fn take_attempt(&self, state_hash: &[u8]) -> Result<Option<Attempt>, StoreError> {
-        let row: Option<(String, String, String, String)> = sqlx::query_as(
+        let row: Option<(String, String, String, String, Option<String>)> = sqlx::query_as(
             "DELETE FROM connection_attempts WHERE state_hash = ?1
-             RETURNING session_id, bank_id, bank_consent_id, verifier",
+             RETURNING session_id, bank_id, bank_consent_id, verifier, renews",
         )
         .bind(state_hash)
         .fetch_optional(&self.write)
         .await?;
         Ok(
-            row.and_then(|(session, bank_id, bank_consent_id, verifier)| {
+            row.and_then(|(session, bank_id, bank_consent_id, verifier, renews)| {
                 Some(Attempt {
                     session_id: Uuid::parse_str(&session).ok()?,
                     bank_id,
                     bank_consent_id,
                     verifier,
+                    renews,
                 })
             }),
         )

@@ -508,3 +508,121 @@ async fn unlinking_from_the_management_page_revokes_the_consent_everywhere() {
         "ACCOUNT_EXPIRED"
     );
 }
+
+/// Re-authenticate from the managementUrl: a new consent at the bank for the same accounts;
+/// the accounts keep their ids, get the new end and the new tokens, `v1.consent.renewed`.
+#[tokio::test]
+async fn re_authenticating_moves_the_accounts_to_a_new_consent_with_a_new_end() {
+    let app = TestApp::new().await;
+    let acme = acme(&app).await;
+    let key = app.partner(true).await;
+    let user = app.user(&key).await;
+    let session = new_session(&app, &key, &user).await;
+    let callback = through_the_bank(&app, &acme, &session, "approve").await;
+    browse(
+        &app,
+        Request::get(path_of(&callback))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let before = app
+        .get(&format!("/v1/users/{user}/accounts"), &key)
+        .await
+        .body["data"][0]
+        .clone();
+    let (old,): (String,) = sqlx::query_as("SELECT bank_consent_id FROM bank_consents")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+
+    app.clock.shift(TimeDelta::minutes(10));
+    let manage = session["managementUrl"].as_str().unwrap();
+    let (_, _, html) = browse(
+        &app,
+        Request::get(path_of(manage)).body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert!(html.contains("Re-authenticate with Acme Bank"), "{html}");
+    let token = param(manage, "partnerToken").unwrap();
+    let sid = session["sessionId"].as_str().unwrap();
+    let (status, to_bank, _) = browse(
+        &app,
+        Request::post(format!("/manage/{sid}/renew"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!(
+                "partnerToken={token}&bankId=acme&consentId={old}"
+            )))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 303);
+    let to_bank = to_bank.unwrap();
+    let mut form: Vec<(String, String)> = url::Url::parse(&to_bank)
+        .unwrap()
+        .query_pairs()
+        .filter(|(k, _)| k != "scope")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    form.extend([
+        ("persona".to_owned(), "salaried".to_owned()),
+        ("accounts".to_owned(), "current".to_owned()),
+        ("decision".to_owned(), "approve".to_owned()),
+    ]);
+    let decided = acme
+        .http
+        .post(format!("{}/authorize", acme.base))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let callback = decided.headers()["location"].to_str().unwrap().to_owned();
+    let (status, back, _) = browse(
+        &app,
+        Request::get(path_of(&callback))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert!(back.unwrap().contains("sessionTerminationToken="));
+
+    let after = app
+        .get(&format!("/v1/users/{user}/accounts"), &key)
+        .await
+        .body["data"]
+        .clone();
+    assert_eq!(
+        after.as_array().unwrap().len(),
+        1,
+        "the same account, not a second one"
+    );
+    assert_eq!(after[0]["accountId"], before["accountId"]);
+    assert_eq!(after[0]["consentStatus"], "ACTIVE");
+    assert_eq!(
+        after[0]["consentExpiresAt"],
+        crate::harness::iso(app.clock.now() + TimeDelta::days(90))
+    );
+    assert_ne!(after[0]["consentExpiresAt"], before["consentExpiresAt"]);
+    let renewed: Vec<(String,)> =
+        sqlx::query_as("SELECT payload FROM events WHERE type = 'v1.consent.renewed'")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(renewed.len(), 1);
+    let payload: Value = serde_json::from_str(&renewed[0].0).unwrap();
+    assert_eq!(payload["accountIds"], json!([before["accountId"]]));
+    // The account is fetched with the new consent's tokens.
+    app.clock.shift(TimeDelta::minutes(21));
+    assert_eq!(app.refresh(&key, &user).await.status, 201);
+    let w = worker_on(
+        &app,
+        std::sync::Arc::new(app.services.bank_directory().clone()),
+    );
+    drain(&w).await;
+    let (last,): (String,) = sqlx::query_as("SELECT type FROM events ORDER BY seq DESC LIMIT 1")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(last, "v1.account_transactions.on_demand_refresh.succeeded");
+}

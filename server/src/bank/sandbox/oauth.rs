@@ -526,7 +526,17 @@ impl Authority {
         if !PERSONA_NAMES.iter().any(|(p, _)| *p == persona) || accounts.is_empty() {
             return Err("Pick who you are and at least one account.".into());
         }
-        let suffix: String = req.consent_id.chars().rev().take(8).collect();
+        // The same persona at the same client holds the same accounts, consent after
+        // consent: a renewal finds them again, as at a real bank.
+        let suffix: String = Sha256::new()
+            .chain_update(req.client_id.as_bytes())
+            .chain_update(b"\0")
+            .chain_update(persona.as_bytes())
+            .finalize()
+            .iter()
+            .take(4)
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let mut picked = Vec::new();
         for account in accounts {
             if !PERSONA_ACCOUNTS.iter().any(|(kind, _, _)| *kind == account) {
