@@ -13,7 +13,7 @@ use crate::bank::retry::RetryPolicy;
 use crate::bank::{Bank, BankAccount, BankError, FetchedTransaction};
 use crate::clock::Clock;
 use crate::random::random_unit;
-use crate::store::{ClaimedAccount, Ending, Outcome};
+use crate::store::{ClaimedAccount, Ending, Fetch, Outcome};
 use crate::store::{Store, StoreError};
 
 /// One worker (several may run, in one process or many: leases keep them apart).
@@ -103,8 +103,20 @@ impl Worker {
 
     async fn fetch_and_finish(&self, account: &ClaimedAccount) -> Result<(), StoreError> {
         let fetched = self.fetch(account).await;
+        // The balance moves with the transactions; a bank that does not answer it leaves
+        // the stored one (the fetch itself succeeded).
+        let balance = match &fetched {
+            Ok(_) => self.bank.balance(&self.bank_account(account)).await.unwrap_or_else(|e| {
+                tracing::warn!(account = %account.account_id, error = %e, "reading the balance failed");
+                None
+            }),
+            Err(_) => None,
+        };
         let outcome = match &fetched {
-            Ok(transactions) => Outcome::Fetched(transactions),
+            Ok(transactions) => Outcome::Fetched(Fetch {
+                transactions,
+                balance: balance.as_deref(),
+            }),
             Err(e) => Outcome::Failed {
                 code: e.code(),
                 retryable: e.retryable(),
@@ -131,12 +143,16 @@ impl Worker {
         Ok(())
     }
 
-    async fn fetch(&self, account: &ClaimedAccount) -> Result<Vec<FetchedTransaction>, BankError> {
-        let bank_account = BankAccount {
+    fn bank_account(&self, account: &ClaimedAccount) -> BankAccount {
+        BankAccount {
             bank_id: account.bank.bank_id.clone(),
             consent_id: account.bank.consent_id.clone(),
             account_id: account.bank.account_id.clone(),
-        };
+        }
+    }
+
+    async fn fetch(&self, account: &ClaimedAccount) -> Result<Vec<FetchedTransaction>, BankError> {
+        let bank_account = self.bank_account(account);
         let mut attempt = 1;
         loop {
             match self

@@ -90,6 +90,10 @@ impl Bank for Directory {
             .transactions(account, since)
             .await
     }
+
+    async fn balance(&self, account: &BankAccount) -> Result<Option<String>, BankError> {
+        self.connector(&account.bank_id)?.balance(account).await
+    }
 }
 
 impl Directory {

@@ -110,6 +110,13 @@ pub trait Bank: Send + Sync + 'static {
         since: Option<DateTime<Utc>>,
     ) -> Result<Vec<FetchedTransaction>, BankError>;
 
+    /// The account's balance now (a decimal string, negative when overdrawn), when the
+    /// bank tells it; asked after every successful fetch.
+    async fn balance(&self, account: &BankAccount) -> Result<Option<String>, BankError> {
+        let _ = account;
+        Ok(None)
+    }
+
     /// The accounts consent `consent_id` covers, with their balances. Banks reached only
     /// through sandbox shortcuts have no such call.
     async fn accounts(&self, consent_id: &str) -> Result<Vec<AccountInfo>, BankError> {

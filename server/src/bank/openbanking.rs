@@ -566,6 +566,20 @@ impl Bank for OpenBankingBank {
         }
     }
 
+    async fn balance(&self, account: &BankAccount) -> Result<Option<String>, BankError> {
+        let balances: BalancesAnswer = self
+            .get(
+                &account.consent_id,
+                &format!("/accounts/{}/balances", account.account_id),
+            )
+            .await?;
+        Ok(balances
+            .data
+            .balance
+            .first()
+            .map(|b| signed(&b.amount.amount, &b.credit_debit_indicator)))
+    }
+
     async fn accounts(&self, consent_id: &str) -> Result<Vec<AccountInfo>, BankError> {
         let listed: AccountsAnswer = self.get(consent_id, "/accounts").await?;
         let mut out = Vec::with_capacity(listed.data.account.len());

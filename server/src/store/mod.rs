@@ -44,7 +44,7 @@ pub use retention::Pruned;
 pub use sessions::{Attempt, SessionRecord, StoredStatus};
 pub use transactions::{TransactionFilter, TransactionPage};
 pub use users::UserSummary;
-pub use work::{ClaimedAccount, Ending, Outcome, PartnerScope, QUOTA_EXCEEDED};
+pub use work::{ClaimedAccount, Ending, Fetch, Outcome, PartnerScope, QUOTA_EXCEEDED};
 
 /// What can go wrong below the API. Every variant is an internal error for the client:
 /// "not found" and the like are `Option`s and enums of the calling service.

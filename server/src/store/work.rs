@@ -75,14 +75,34 @@ impl Ending {
     }
 }
 
+/// What a successful fetch brought.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fetch<'a> {
+    /// The transactions (duplicates of stored ones are skipped).
+    pub transactions: &'a [crate::bank::FetchedTransaction],
+    /// The account's balance now, when the bank gave it.
+    pub balance: Option<&'a str>,
+}
+
+impl<'a> Fetch<'a> {
+    /// Transactions without a balance.
+    pub fn transactions(transactions: &'a [crate::bank::FetchedTransaction]) -> Self {
+        Self {
+            transactions,
+            balance: None,
+        }
+    }
+}
+
 /// The error code of an item whose fetch would take its partner past the sandbox's quota.
 pub const QUOTA_EXCEEDED: &str = "SANDBOX_QUOTA_EXCEEDED";
 
 /// How an account's fetch ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome<'a> {
-    /// Fetched: these transactions (duplicates of stored ones are skipped).
-    Fetched(&'a [crate::bank::FetchedTransaction]),
+    /// Fetched: these transactions (duplicates of stored ones are skipped), and the
+    /// balance when the bank gave one.
+    Fetched(Fetch<'a>),
     /// Failed with this code; `consent_revoked` also expires the account's consent.
     Failed {
         /// `BANK_UNAVAILABLE`, ...
@@ -238,9 +258,9 @@ impl WorkQueue<'_> {
         .fetch_all(&mut *tx)
         .await?;
         let outcome = match (outcome, transactions_quota) {
-            (Outcome::Fetched(fetched), Some(quota)) if !fetched.is_empty() => {
+            (Outcome::Fetched(fetched), Some(quota)) if !fetched.transactions.is_empty() => {
                 let held = super::transactions::held_by(&mut tx, &account.partner_id).await?;
-                if held + fetched.len() as i64 > i64::from(quota) {
+                if held + fetched.transactions.len() as i64 > i64::from(quota) {
                     Outcome::Failed {
                         code: QUOTA_EXCEEDED,
                         retryable: false,
@@ -254,22 +274,26 @@ impl WorkQueue<'_> {
         };
         let mut new_transactions: i64 = 0;
         match &outcome {
-            Outcome::Fetched(transactions) => {
+            Outcome::Fetched(fetch) => {
                 // The bank's id deduplicates against what is already stored.
                 let inserted = super::transactions::insert(
                     &mut tx,
                     &account.account_id,
                     &account.user_id,
-                    transactions,
+                    fetch.transactions,
                     as_of,
                 )
                 .await?;
                 new_transactions = i64::try_from(inserted).unwrap_or(0);
-                sqlx::query("UPDATE accounts SET last_transaction_refresh_date = ?2, in_flight_since = NULL WHERE id = ?1")
-                    .bind(&account.account_id)
-                    .bind(to_ms(as_of))
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE accounts SET last_transaction_refresh_date = ?2, in_flight_since = NULL,
+                       balance = COALESCE(?3, balance) WHERE id = ?1",
+                )
+                .bind(&account.account_id)
+                .bind(to_ms(as_of))
+                .bind(fetch.balance)
+                .execute(&mut *tx)
+                .await?;
             }
             Outcome::Failed {
                 consent_revoked, ..

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use serde_json::{Value, json};
+use server::bank::Bank as _;
 use server::bank::openbanking::OpenBankingBank;
 use server::bank::sandbox::oauth::challenge_of;
 use server::bank::sandbox::{SandboxBank, router};
@@ -442,4 +443,53 @@ async fn consent_notices_come_once_each_across_a_restart() {
         .await
         .unwrap();
     assert!(stored.iter().all(|(s,)| s == "EXPIRED"), "{stored:?}");
+}
+
+/// The balance is read again with every successful fetch (connections.md: "retrieve updated
+/// account information and transactions").
+#[tokio::test]
+async fn each_fetch_brings_the_accounts_balance_as_the_bank_tells_it_now() {
+    let app = TestApp::new().await;
+    let acme = acme(&app).await;
+    let key = app.partner(true).await;
+    let user = app.user(&key).await;
+    let partner = app.services.partner_by_key(&key).await.unwrap().unwrap().id;
+    let granted = acme.consent_of("gambler").await;
+    let consent = granted.bank_consent_id.clone();
+    app.services
+        .connect_consent(partner, Uuid::parse_str(&user).unwrap(), granted)
+        .await
+        .unwrap();
+    let w = worker_on(&app, Arc::new(app.services.bank_directory().clone()));
+    drain(&w).await;
+    let balance = || async {
+        app.get(&format!("/v1/users/{user}/accounts"), &key)
+            .await
+            .body["data"][0]["balance"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let before = balance().await;
+    // Three days on, the gambler has spent: the bank's balance moved.
+    app.clock.shift(TimeDelta::days(3));
+    let (bank_account,): (String,) = sqlx::query_as("SELECT bank_account_id FROM accounts")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let at_bank = app
+        .services
+        .bank_directory()
+        .balance(&server::bank::BankAccount {
+            bank_id: "acme".into(),
+            consent_id: consent,
+            account_id: bank_account,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(at_bank, before, "the bank's balance moved in three days");
+    assert_eq!(app.refresh(&key, &user).await.status, 201);
+    drain(&w).await;
+    assert_eq!(balance().await, at_bank);
 }

@@ -279,7 +279,7 @@ async fn a_stale_lease_owner_cannot_end_an_item_another_worker_took() {
         .finish(
             first.owner(),
             &taken[0],
-            server::store::Outcome::Fetched(&[]),
+            server::store::Outcome::Fetched(server::store::Fetch::transactions(&[])),
             server::store::Ending::at(app.clock.now()),
         )
         .await
@@ -326,7 +326,7 @@ async fn an_account_triggered_again_while_its_fetch_runs_is_fetched_once_for_bot
         .finish(
             w.owner(),
             &taken[0],
-            server::store::Outcome::Fetched(&[]),
+            server::store::Outcome::Fetched(server::store::Fetch::transactions(&[])),
             server::store::Ending::at(app.clock.now()),
         )
         .await
