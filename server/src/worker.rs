@@ -16,6 +16,10 @@ use crate::random::random_unit;
 use crate::store::{ClaimedAccount, Ending, Fetch, Outcome};
 use crate::store::{Store, StoreError};
 
+/// How far before the last refresh each fetch reads again: transactions that were pending
+/// then may have been booked since (some under a new id); what is unchanged is skipped.
+pub const PENDING_LOOKBACK: TimeDelta = TimeDelta::days(3);
+
 /// One worker (several may run, in one process or many: leases keep them apart).
 #[derive(Clone)]
 pub struct Worker {
@@ -157,7 +161,10 @@ impl Worker {
         loop {
             match self
                 .bank
-                .transactions(&bank_account, account.last_refresh)
+                .transactions(
+                    &bank_account,
+                    account.last_refresh.map(|at| at - PENDING_LOOKBACK),
+                )
                 .await
             {
                 Ok(transactions) => return Ok(transactions),

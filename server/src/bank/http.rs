@@ -59,6 +59,8 @@ struct Links {
 #[serde(rename_all = "PascalCase")]
 struct ObTransaction {
     transaction_id: String,
+    transaction_reference: Option<String>,
+    status: Option<String>,
     credit_debit_indicator: String,
     booking_date_time: DateTime<Utc>,
     amount: ObAmount,
@@ -184,6 +186,8 @@ pub async fn fetch_transactions(
                 description: t.transaction_information.unwrap_or_default(),
                 merchant_name: t.merchant_details.and_then(|m| m.merchant_name),
                 category: t.proprietary_bank_transaction_code.and_then(|c| c.code),
+                pending: t.status.is_some_and(|s| s.eq_ignore_ascii_case("Pending")),
+                reference: t.transaction_reference,
             }
         }));
         match page.links.and_then(|l| l.next) {

@@ -72,6 +72,11 @@ pub struct FetchedTransaction {
     pub merchant_name: Option<String>,
     /// A category, when known.
     pub category: Option<String>,
+    /// Not booked yet: the bank may book it later, under this id or a new one.
+    pub pending: bool,
+    /// The bank's reference for the transaction, the same pending and booked (what a
+    /// booking is matched on when its id changed), when the bank gives one.
+    pub reference: Option<String>,
 }
 
 /// Which account to fetch, under which consent.

@@ -165,6 +165,18 @@ pub struct Transaction {
     /// A category, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
+    /// `PENDING` until the bank books it (then the same transaction turns `BOOKED`).
+    pub status: TransactionStatus,
+}
+
+/// Whether the bank has booked a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TransactionStatus {
+    /// Reported, not booked yet.
+    Pending,
+    /// Booked.
+    Booked,
 }
 
 /// The state of a refresh job or of one of its accounts.

@@ -202,6 +202,8 @@ fn new_account(
                 description: t.description,
                 merchant_name: t.merchant_name,
                 category: Some(t.category),
+                pending: false,
+                reference: None,
             })
             .collect(),
         currency,

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{StoreError, Transactions, json, new_id};
 use crate::bank::FetchedTransaction;
-use crate::model::{Transaction, from_ms, to_ms};
+use crate::model::{Transaction, TransactionStatus, from_ms, to_ms};
 
 /// Which transactions of a user to list.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -44,6 +44,7 @@ struct TransactionRow {
     description: String,
     merchant_name: Option<String>,
     category: Option<String>,
+    status: String,
 }
 
 impl TransactionRow {
@@ -58,14 +59,15 @@ impl TransactionRow {
             description: self.description,
             merchant_name: self.merchant_name,
             category: self.category,
+            status: if self.status == "PENDING" {
+                TransactionStatus::Pending
+            } else {
+                TransactionStatus::Booked
+            },
         })
     }
 }
 
-/// Stores an account's transactions as ingested at `created`, in the order given (ids are
-/// time-ordered, so give them oldest first), skipping those whose bank id the account
-/// already has; returns how many were new. One statement, whatever their number: the one
-/// way a transaction is written.
 /// How many transactions `partner`'s users hold (kept by triggers, read in the caller's
 /// transaction so that a quota checked with it holds at commit).
 pub(super) async fn held_by(conn: &mut SqliteConnection, partner: &str) -> Result<i64, StoreError> {
@@ -77,6 +79,12 @@ pub(super) async fn held_by(conn: &mut SqliteConnection, partner: &str) -> Resul
     Ok(held.map_or(0, |(n,)| n))
 }
 
+/// Stores an account's transactions as ingested at `created`, in the order given (ids are
+/// time-ordered, so give them oldest first): a transaction the account already has (by the
+/// bank's reference, else its id) is left as it is — unless it was pending and is now
+/// booked, then it is updated in place (one transaction, even under a new bank id). Returns
+/// how many were new. One statement, whatever their number: the one way a transaction is
+/// written.
 pub(super) async fn insert(
     conn: &mut SqliteConnection,
     account_id: &str,
@@ -98,24 +106,38 @@ pub(super) async fn insert(
                 t.currency,
                 t.description,
                 t.merchant_name,
-                t.category
+                t.category,
+                if t.pending { "PENDING" } else { "BOOKED" },
+                t.reference.as_deref().unwrap_or(&t.bank_transaction_id)
             ])
         })
         .collect();
-    let inserted = sqlx::query(
+    let new_ids: std::collections::HashSet<&str> =
+        rows.iter().filter_map(|r| r[0].as_str()).collect();
+    // The rows that come back with one of our new ids are new; the others were updated.
+    let written: Vec<(String,)> = sqlx::query_as(
         "INSERT OR IGNORE INTO transactions (id, account_id, user_id, bank_transaction_id, created, booked_at,
-           amount, currency, description, merchant_name, category)
+           amount, currency, description, merchant_name, category, status, match_key)
          SELECT value ->> 0, ?2, ?3, value ->> 1, ?4, value ->> 2, value ->> 3, value ->> 4,
-           value ->> 5, value ->> 6, value ->> 7
-         FROM json_each(?1)",
+           value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9
+         FROM json_each(?1) WHERE true
+         ON CONFLICT (account_id, match_key) DO UPDATE SET
+           bank_transaction_id = excluded.bank_transaction_id, booked_at = excluded.booked_at,
+           amount = excluded.amount, description = excluded.description,
+           merchant_name = excluded.merchant_name, category = excluded.category, status = excluded.status
+         WHERE transactions.status = 'PENDING' AND excluded.status = 'BOOKED'
+         RETURNING id",
     )
     .bind(json(&rows)?)
     .bind(account_id)
     .bind(user_id)
     .bind(to_ms(created))
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(inserted.rows_affected())
+    Ok(written
+        .iter()
+        .filter(|(id,)| new_ids.contains(id.as_str()))
+        .count() as u64)
 }
 
 impl Transactions<'_> {
@@ -131,7 +153,7 @@ impl Transactions<'_> {
             return Ok(None);
         }
         let mut q = QueryBuilder::new(
-            "SELECT id, account_id, created, booked_at, amount, currency, description, merchant_name, category
+            "SELECT id, account_id, created, booked_at, amount, currency, description, merchant_name, category, status
              FROM transactions WHERE user_id = ",
         );
         q.push_bind(user_id.to_string());

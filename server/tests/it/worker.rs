@@ -553,3 +553,73 @@ async fn ingestion_keeps_a_sandbox_partner_within_its_transaction_quota() {
         .unwrap();
     assert_eq!(counted, stored, "the database's own count agrees");
 }
+
+/// connections.md: a transaction the bank reported pending and later books is one
+/// transaction, updated in place — also when the bank books it under a new id (the sandbox
+/// bank does so for a third of them, keeping the reference).
+#[tokio::test]
+async fn a_pending_transaction_that_books_under_a_new_id_stays_one_transaction() {
+    let app = TestApp::new().await;
+    let w = worker(&app).await;
+    let key = app.partner(true).await;
+    let user = app.user(&key).await;
+    // Ten accounts: about seventeen pending transactions, so that some book under a new id
+    // (two in five of them do).
+    let account =
+        json!({ "persona": "gambler", "lastTransactionRefreshDate": "2026-11-20T12:00:00.000Z" });
+    app.connect(&key, &user, json!(vec![account; 10])).await;
+    assert_eq!(app.refresh(&key, &user).await.status, 201);
+    drain(&w).await;
+    let rows = || async {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT match_key, bank_transaction_id, status FROM transactions ORDER BY match_key",
+        )
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+        rows
+    };
+    let first = rows().await;
+    let pending: Vec<&(String, String, String)> =
+        first.iter().filter(|(_, _, s)| s == "PENDING").collect();
+    assert!(
+        !pending.is_empty(),
+        "the last day's transactions are pending: {first:?}"
+    );
+    let renamed: Vec<&String> = pending
+        .iter()
+        .filter(|(_, id, _)| id.ends_with("-pending"))
+        .map(|(key, _, _)| key)
+        .collect();
+    assert!(!renamed.is_empty(), "some book under a new id: {pending:?}");
+    // Two days on, every one of them is booked: the same rows, no second copy.
+    app.clock.shift(chrono::TimeDelta::days(2));
+    assert_eq!(app.refresh(&key, &user).await.status, 201);
+    drain(&w).await;
+    let second = rows().await;
+    for (key, _, _) in &pending {
+        let same: Vec<&(String, String, String)> =
+            second.iter().filter(|(k, _, _)| k == key).collect();
+        assert_eq!(same.len(), 1, "{key} stored once");
+        assert_eq!(same[0].2, "BOOKED");
+        assert!(!same[0].1.ends_with("-pending"), "booked under its new id");
+    }
+    let ids: std::collections::HashSet<&String> = second.iter().map(|(_, id, _)| id).collect();
+    assert_eq!(ids.len(), second.len(), "no bank id twice");
+    // The API shows the status.
+    let page = app
+        .get(&format!("/v1/users/{user}/transactions"), &key)
+        .await;
+    assert!(
+        page.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["status"] == "BOOKED" || t["status"] == "PENDING")
+    );
+    eprintln!(
+        "{} pending, {} of them renamed when booked",
+        pending.len(),
+        renamed.len()
+    );
+}

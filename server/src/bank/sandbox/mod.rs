@@ -22,6 +22,8 @@ use crate::clock::Clock;
 
 /// Transactions are served from at most this far back (like real banks' history limits).
 pub const HISTORY_DAYS: i64 = 90;
+/// Transactions booked within this many hours of the bank's now are still pending.
+pub const PENDING_HOURS: i64 = 24;
 /// Transactions per page.
 pub const PAGE_SIZE: usize = 100;
 
@@ -242,6 +244,7 @@ struct ObCode {
 struct ObTransaction {
     account_id: String,
     transaction_id: String,
+    transaction_reference: String,
     credit_debit_indicator: &'static str,
     status: &'static str,
     booking_date_time: String,
@@ -369,11 +372,20 @@ async fn transactions(
         .take(PAGE_SIZE)
         .map(|t| {
             let debit = t.amount.starts_with('-');
+            // The last day's transactions are still pending; a third of them get a new id
+            // when they book (as card payments often do): the reference stays.
+            let pending = t.booked_at > now - TimeDelta::hours(PENDING_HOURS);
+            let renamed = t.bank_transaction_id.ends_with(['0', '3', '6', '9']);
             ObTransaction {
                 account_id: account_id.clone(),
-                transaction_id: t.bank_transaction_id,
+                transaction_id: if pending && renamed {
+                    format!("{}-pending", t.bank_transaction_id)
+                } else {
+                    t.bank_transaction_id.clone()
+                },
+                transaction_reference: t.bank_transaction_id,
                 credit_debit_indicator: if debit { "Debit" } else { "Credit" },
-                status: "Booked",
+                status: if pending { "Pending" } else { "Booked" },
                 booking_date_time: freshet_rules::format_timestamp(t.booked_at),
                 amount: ObAmount {
                     amount: t.amount.trim_start_matches('-').to_owned(),
