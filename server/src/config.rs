@@ -61,6 +61,16 @@ pub enum Command {
             default_value = "sandbox-bank.secret"
         )]
         client_secret_file: PathBuf,
+        /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+        #[arg(long, env = "FRESHET_SANDBOX_BANK_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, env = "FRESHET_SANDBOX_BANK_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// The CA that signed --tls-cert, named in the printed `freshet bank add` command
+        /// (`--ca-file`), for a private CA.
+        #[arg(long, env = "FRESHET_SANDBOX_BANK_TLS_CA", requires = "tls_cert")]
+        tls_ca: Option<PathBuf>,
     },
 }
 

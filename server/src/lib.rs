@@ -17,6 +17,7 @@ pub mod secrets;
 pub mod services;
 pub mod sse;
 pub mod store;
+pub mod tls;
 pub mod webhooks;
 pub mod worker;
 

@@ -36,6 +36,9 @@ async fn main() -> anyhow::Result<()> {
             bind,
             redirect_uris,
             client_secret_file,
+            tls_cert,
+            tls_key,
+            tls_ca,
         } => {
             let bank = Arc::new(SandboxBank::new(Arc::new(Clock::default())));
             // freshet's client at this bank, and the command that registers the bank with
@@ -46,12 +49,36 @@ async fn main() -> anyhow::Result<()> {
             write_private(&client_secret_file, &secret)?;
             bank.authority
                 .register_as("freshet", &secret, redirect_uris);
-            let addr = serve_sandbox_bank(Arc::clone(&bank), bind).await?;
-            let base = format!("http://{addr}");
+            let tls = match (&tls_cert, &tls_key) {
+                (Some(cert), Some(key)) => {
+                    Some(server::tls::config(cert, key).map_err(|e| anyhow::anyhow!("{e}"))?)
+                }
+                _ => None,
+            };
+            let base = match tls {
+                Some(config) => {
+                    let listener = tokio::net::TcpListener::bind(bind)
+                        .await
+                        .with_context(|| format!("binding the sandbox bank to {bind}"))?;
+                    let addr = listener
+                        .local_addr()
+                        .context("reading the bank's address")?;
+                    let router = server::bank::sandbox::router(Arc::clone(&bank));
+                    tokio::spawn(server::tls::serve(listener, router, config));
+                    format!("https://{addr}")
+                }
+                None => format!(
+                    "http://{}",
+                    serve_sandbox_bank(Arc::clone(&bank), bind).await?
+                ),
+            };
             bank.set_issuer(&base);
             tracing::info!("sandbox bank listening on {base}");
+            let ca = tls_ca
+                .map(|ca| format!(" --ca-file {}", ca.display()))
+                .unwrap_or_default();
             println!(
-                "freshet bank add --id sandbox-bank --name \"freshet Sandbox Bank\" --api-base {base}/open-banking/v3.1/aisp --discovery-url {base}/.well-known/openid-configuration --client-id freshet --client-secret-file {}",
+                "freshet bank add --id sandbox-bank --name \"freshet Sandbox Bank\" --api-base {base}/open-banking/v3.1/aisp --discovery-url {base}/.well-known/openid-configuration --client-id freshet --client-secret-file {}{ca}",
                 client_secret_file.display()
             );
             shutdown_signal().await;

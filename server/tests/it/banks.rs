@@ -394,3 +394,94 @@ fn the_standalone_sandbox_bank_prints_the_command_that_registers_it() {
     }
     assert!(!line.contains(&std::fs::read_to_string(&secret_file).unwrap()));
 }
+
+/// The standalone sandbox bank over HTTPS with a private CA, as a production server meets a
+/// real bank: the printed command (which names the CA) registers it; without the CA the
+/// bank's certificate is not trusted and nothing is registered.
+#[test]
+fn the_sandbox_bank_over_https_is_registered_through_its_private_ca() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let mut leaf_params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    leaf_params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let file = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (ca_file, cert_file, key_file) = (
+        file("ca.pem", ca.pem()),
+        file("bank.pem", leaf.pem()),
+        file("bank.key", leaf_key.serialize_pem()),
+    );
+    let secret_file = dir.path().join("bank.secret");
+    let mut bank = Command::new(env!("CARGO_BIN_EXE_freshet"))
+        .args(["sandbox-bank", "--bind", "127.0.0.1:0"])
+        .args(["--client-secret-file", secret_file.to_str().unwrap()])
+        .args([
+            "--tls-cert",
+            &cert_file,
+            "--tls-key",
+            &key_file,
+            "--tls-ca",
+            &ca_file,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = std::io::BufReader::new(bank.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert!(line.contains("--api-base https://127.0.0.1:"), "{line}");
+    assert!(line.ends_with(&format!("--ca-file {ca_file}")), "{line}");
+    let (before, rest) = line.split_once(" \"").unwrap();
+    let (name, after) = rest.split_once("\" ").unwrap();
+    let mut args: Vec<String> = before
+        .split_whitespace()
+        .skip(1)
+        .map(str::to_owned)
+        .collect();
+    args.push(name.to_owned());
+    args.extend(after.split_whitespace().map(str::to_owned));
+    let db = format!("sqlite://{}", dir.path().join("freshet.db").display());
+    args.extend(["--database-url".to_owned(), db]);
+    // Without the CA: the bank's certificate is not trusted.
+    let untrusted: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .take_while(|a| *a != "--ca-file")
+        .chain(
+            args.iter()
+                .map(String::as_str)
+                .skip_while(|a| *a != "--database-url"),
+        )
+        .collect();
+    let refused = freshet(&untrusted);
+    assert!(!refused.status.success());
+    let added = freshet(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let _ = bank.kill();
+    let _ = bank.wait();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&added.stdout).unwrap();
+    assert!(
+        printed["tokenUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://127.0.0.1:")
+    );
+}
