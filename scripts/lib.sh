@@ -38,6 +38,12 @@ ensure_chromium() {
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   fi
+  # The journey spec makes a private CA and the sandbox bank's certificate with openssl.
+  if ! command -v openssl >/dev/null 2>&1; then
+    step "installing Debian's openssl"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+  fi
 }
 
 # npm packages of end2end/ (Playwright, binaryen's wasm-opt), reinstalled when the lock changes.
