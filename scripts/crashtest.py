@@ -1,7 +1,9 @@
-"""Crash test: the real `freshet` binary, refreshes for 200 users against a slow sandbox bank,
-`kill -9` at random moments (5 times), restarts; then every 201's job must reach a terminal
-state, every triggered account must have exactly one terminal event per job, and no
-transaction may be stored twice. Usage: python3 scripts/crashtest.py path/to/freshet
+"""Crash test: the real `freshet` binary in production mode (no --sandbox), the sandbox bank in
+its own process registered with `freshet bank add`, 200 users connected through the journey
+(consent, authorization, callback); then refreshes against the bank made slow, `kill -9` of the
+server at random moments (5 times), restarts; every 201's job must reach a terminal state,
+every triggered account must have exactly one terminal event per job, and no transaction may
+be stored twice. Usage: python3 scripts/crashtest.py path/to/freshet
 """
 import json, os, random, signal, sqlite3, subprocess, sys, tempfile, time, urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -19,29 +21,42 @@ rng = random.Random(int(os.environ.get("CRASH_SEED", time.time())))
 def call(method, path, key, body=None):
     return crashlib.call(BASE, method, path, key, body)
 
-def start():
-    return crashlib.start(BIN, BASE, PORT, DB, work, "--worker-lease-seconds", "2", "--scheduled-refresh-seconds", str(30 * 86400))
+# The bank, in its own process, registered as an operator would.
+bank, bank_add = crashlib.start_bank(BIN, work, f"{BASE}/connect/callback")
+subprocess.check_call([BIN, *bank_add, "--database-url", DB], stdout=subprocess.DEVNULL)
+BANK_BASE = next(a for a in bank_add if a.startswith("http")).split("/open-banking")[0]
 
-def slow_bank(key):
-    status, _ = call("POST", "/sandbox/v1/bank/faults", key, {"latencyMs": 150})
-    assert status == 204, status
+def start():
+    # A one-second refresh interval: the accounts are stale again right after their first
+    # fetch (the scheduler's period is set longer, so it leaves them alone).
+    return crashlib.start(BIN, BASE, PORT, DB, work, "--worker-lease-seconds", "2",
+                          "--scheduled-refresh-seconds", str(30 * 86400), "--refresh-interval-seconds", "1",
+                          "--insecure-webhook-targets", sandbox=False)
+
+def bank_latency(ms):
+    req = urllib.request.Request(f"{BANK_BASE}/faults", data=json.dumps({"latencyMs": ms} if ms else {}).encode(),
+                                 method="POST", headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 204, r.status
 
 created = json.loads(subprocess.check_output([BIN, "partner", "create", "--name", "crash", "--database-url", DB]))
 key = created["apiKey"]
 server = start()
-slow_bank(key)
 users = []
 for _ in range(USERS):
     status, user = call("POST", "/v1/users", key)
     assert status == 201, (status, user)
-    # Refreshed five days ago: stale for an on-demand refresh, with days of new transactions
-    # at the bank (the scheduler's period is set longer, so it leaves these accounts alone).
-    hour_ago = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 5 * 86400))
-    accounts = [{"persona": rng.choice(["salaried", "gambler", "overdraft", "savings"]),
-                 "lastTransactionRefreshDate": hour_ago} for _ in range(3)]
-    status, body = call("POST", f"/sandbox/v1/users/{user['userId']}/accounts", key, {"accounts": accounts})
-    assert status == 201, (status, body)
+    crashlib.connect_through_journey(BASE, key, user["userId"], rng.choice(["salaried", "gambler", "overdraft", "savings"]),
+                                     "http://127.0.0.1:9/back")
     users.append(user["userId"])
+con = sqlite3.connect(db_path, timeout=30)
+# The first fetches end before the refreshes start (they would make the refreshes skip).
+deadline = time.time() + 120
+while time.time() < deadline and con.execute(
+        "SELECT COUNT(*) FROM refresh_jobs WHERE status IN ('QUEUED', 'RUNNING')").fetchone()[0]:
+    time.sleep(0.3)
+time.sleep(1.1)
+bank_latency(150)
 
 jobs = {}
 pending = list(users)
@@ -58,11 +73,9 @@ for k in range(KILLS):
     server.send_signal(signal.SIGKILL)
     server.wait()
     server = start()
-    slow_bank(key)
 
 # Wait for every job to end (leases of killed workers expire after 2 s).
 deadline = time.time() + 120
-con = sqlite3.connect(db_path, timeout=30)
 while time.time() < deadline:
     open_jobs = con.execute("SELECT COUNT(*) FROM refresh_jobs WHERE status IN ('QUEUED', 'RUNNING')").fetchone()[0]
     if open_jobs == 0:
@@ -70,6 +83,7 @@ while time.time() < deadline:
     time.sleep(0.5)
 server.send_signal(signal.SIGTERM)
 server.wait()
+bank.terminate()
 
 failures = []
 checks = {"terminal": True, "one event": True, "no duplicates": True, "none in flight": True}
