@@ -172,3 +172,67 @@ test("a user who denies at the bank comes back with access_denied and nothing is
   await expect(page.locator("#error")).toHaveText("access_denied");
   expect((await call("GET", `/v1/users/${user}/accounts`)).body.data).toEqual([]);
 });
+
+/** A new user connected through the journey in `page` (approved as `persona`); returns the
+ *  user, its session and the callback URL the bank sent the browser to. */
+async function connected(page: import("@playwright/test").Page, persona: string) {
+  const partnerBase = `http://127.0.0.1:${(partnerSite.address() as AddressInfo).port}`;
+  const user = (await call("POST", "/v1/users")).body.userId;
+  const session = (await call("POST", "/v1/sessions", { userId: user, partnerRedirectUrl: `${partnerBase}/back` })).body;
+  await page.goto(session.connectionUrl);
+  await page.getByRole("button", { name: "freshet Sandbox Bank" }).click();
+  await page.getByLabel(persona).check();
+  const callback = page.waitForRequest((r) => r.url().startsWith(`${BASE}/connect/callback`));
+  await page.getByRole("button", { name: "Approve" }).click();
+  await expect(page.getByRole("heading", { name: "Back at Acme Lending" })).toBeVisible();
+  return { user, session, callback: (await callback).url() };
+}
+
+test("a forged or replayed callback changes nothing", async ({ page }) => {
+  const { user, callback } = await connected(page, "Gambler");
+  const ids = async () => (await call("GET", `/v1/users/${user}/accounts`)).body.data.map((a: { accountId: string }) => a.accountId);
+  const before = await ids();
+  expect(before).toHaveLength(2);
+  // The same callback again (a replayed code and state), and a forged one.
+  for (const url of [callback, `${BASE}/connect/callback?state=forged&code=stolen`]) {
+    const answer = await page.goto(url);
+    expect(answer!.status()).toBe(400);
+    await expect(page.getByRole("alert")).toContainText("not valid");
+  }
+  expect(await ids()).toEqual(before);
+});
+
+test("the management page re-authenticates and unlinks, and the partner hears both", async ({ page }) => {
+  const partnerBase = `http://127.0.0.1:${(partnerSite.address() as AddressInfo).port}`;
+  const sub = await call("POST", "/v1/webhooks/subscriptions", {
+    targetUrl: `${partnerBase}/consents`,
+    eventTypes: ["v1.consent.renewed", "v1.consent.revoked"],
+  });
+  expect(sub.status).toBe(201);
+  const { user, session } = await connected(page, "Returned DD");
+  const before = (await call("GET", `/v1/users/${user}/accounts`)).body.data;
+
+  await page.goto(session.managementUrl);
+  await expect(page.getByRole("heading", { name: "Your connections with Acme Lending" })).toBeVisible();
+  await page.getByRole("button", { name: "Re-authenticate with freshet Sandbox Bank" }).click();
+  await page.getByLabel("Returned DD").check();
+  await page.getByRole("button", { name: "Approve" }).click();
+  await expect(page.getByRole("heading", { name: "Back at Acme Lending" })).toBeVisible();
+  const renewed = (await call("GET", `/v1/users/${user}/accounts`)).body.data;
+  expect(renewed.map((a: { accountId: string }) => a.accountId)).toEqual(before.map((a: { accountId: string }) => a.accountId));
+  expect(Date.parse(renewed[0].consentExpiresAt)).toBeGreaterThan(Date.parse(before[0].consentExpiresAt));
+  await expect.poll(() => hooks.filter((h) => h.type === "v1.consent.renewed").length, { timeout: 15_000 }).toBe(1);
+
+  await page.goto(session.managementUrl);
+  await page.getByRole("button", { name: "Unlink freshet Sandbox Bank" }).click();
+  await expect(page.getByText("No longer shared.")).toBeVisible();
+  const unlinked = (await call("GET", `/v1/users/${user}/accounts`)).body.data;
+  expect(unlinked.every((a: { consentStatus: string }) => a.consentStatus === "EXPIRED")).toBeTruthy();
+  await expect.poll(() => hooks.filter((h) => h.type === "v1.consent.revoked").length, { timeout: 15_000 }).toBe(1);
+  const revoked = JSON.parse(hooks.find((h) => h.type === "v1.consent.revoked")!.body);
+  expect(revoked.payload.reason).toBe("USER_UNLINKED");
+  expect(hooks.filter((h) => h.type.startsWith("v1.consent.")).every((h) => signedWith(sub.body.secret, h))).toBeTruthy();
+  const refresh = await call("POST", `/v1/users/${user}/accounts-refresh`);
+  expect(refresh.status).toBe(200);
+  expect(refresh.body.metadata.accounts.every((a: { reason: string }) => a.reason === "ACCOUNT_EXPIRED")).toBeTruthy();
+});

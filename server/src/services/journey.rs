@@ -390,6 +390,8 @@ impl Services {
                 consent_id: consent.bank_consent_id,
                 expires_at: consent.expires_at,
             })
+            // A consent renewed by another holds no accounts any more: not a connection.
+            .filter(|c| !c.accounts.is_empty())
             .collect();
         Ok(ManagementPage {
             partner_name: partner.name,
