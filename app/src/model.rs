@@ -508,6 +508,17 @@ pub struct SubscriptionDetail {
     pub now: DateTime<Utc>,
 }
 
+/// A bank the partner's users can connect, and how it has been answering.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankView {
+    /// Its id.
+    pub bank_id: String,
+    /// Its name.
+    pub name: String,
+    /// `AVAILABLE`, `DEGRADED` or `UNAVAILABLE`.
+    pub status: String,
+}
+
 /// An API key (never the key itself).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyView {

@@ -7,8 +7,8 @@
 use leptos::prelude::*;
 
 use crate::model::{
-    ApiKeyView, FaultKind, JobDetail, JobProgress, JobsPage, RefreshReply, SubscriptionAction,
-    SubscriptionDetail, SubscriptionView, UserDetail, UsersPage, Viewer,
+    ApiKeyView, BankView, FaultKind, JobDetail, JobProgress, JobsPage, RefreshReply,
+    SubscriptionAction, SubscriptionDetail, SubscriptionView, UserDetail, UsersPage, Viewer,
 };
 
 #[cfg(feature = "ssr")]
@@ -19,8 +19,8 @@ mod ssr {
     use std::sync::Arc;
 
     use crate::model::{
-        ApiKeyView, FaultKind, JobDetail, JobProgress, JobsPage, RefreshReply, SubscriptionAction,
-        SubscriptionDetail, SubscriptionView, UserDetail, UsersPage, Viewer,
+        ApiKeyView, BankView, FaultKind, JobDetail, JobProgress, JobsPage, RefreshReply,
+        SubscriptionAction, SubscriptionDetail, SubscriptionView, UserDetail, UsersPage, Viewer,
     };
 
     /// Users, their page, and refreshing them. Every method acts for `viewer`'s partner only
@@ -42,6 +42,16 @@ mod ssr {
             viewer: &Viewer,
             user_id: &str,
         ) -> Result<RefreshReply, ServiceError>;
+        /// The banks users can connect, with their status (as `GET /v1/banks`).
+        async fn banks(&self, viewer: &Viewer) -> Result<Vec<BankView>, ServiceError>;
+        /// A connection session for the user (as `POST /v1/sessions`): its `connectionUrl`,
+        /// the user coming back to `return_url`.
+        async fn connection_link(
+            &self,
+            viewer: &Viewer,
+            user_id: &str,
+            return_url: &str,
+        ) -> Result<String, ServiceError>;
     }
 
     /// Refresh jobs.
@@ -414,6 +424,35 @@ pub async fn recover(id: String, hours: u32) -> Result<u64, ServerFnError> {
         .map_err(to_client)?;
     leptos_axum::redirect(&format!("/webhooks/{id}?done=recover&recovered={n}"));
     Ok(n)
+}
+
+/// The banks users can connect.
+#[server]
+pub async fn banks() -> Result<Vec<BankView>, ServerFnError> {
+    let (s, v) = caller()?;
+    s.users.banks(&v).await.map_err(to_client)
+}
+
+/// A connection link for a user (a plain form: `user_id`, `return_url`): back to the user's
+/// page, which shows the link once (it holds the session's secret).
+#[server]
+pub async fn send_connection_link(
+    user_id: String,
+    return_url: String,
+) -> Result<(), ServerFnError> {
+    let (s, v) = caller()?;
+    let path = format!("/users/{}", encode(&user_id));
+    match s.users.connection_link(&v, &user_id, &return_url).await {
+        Ok(link) => {
+            let token = s.keys.stash_secret(&v, link).await.map_err(to_client)?;
+            leptos_axum::redirect(&format!("{path}?link={token}"));
+        }
+        Err(e) => {
+            let why = message(&to_client(e));
+            leptos_axum::redirect(&format!("{path}?link_error={}", encode(&why)));
+        }
+    }
+    Ok(())
 }
 
 /// The API keys.

@@ -1,5 +1,6 @@
 //! The portal's pages, and the small pieces they share.
 
+pub mod banks;
 pub mod jobs;
 pub mod keys;
 pub mod sandbox;
@@ -35,6 +36,7 @@ pub fn Nav(viewer: Viewer) -> impl IntoView {
                 <li><a href="/">"Users"</a></li>
                 <li><a href="/jobs">"Jobs"</a></li>
                 <li><a href="/webhooks">"Webhooks"</a></li>
+                <li><a href="/banks">"Banks"</a></li>
                 <li><a href="/keys">"API keys"</a></li>
                 <li><a href="/sandbox">"Sandbox"</a></li>
             </ul>

@@ -29,15 +29,49 @@ pub fn UserPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.with(|p| p.get("id").unwrap_or_default());
     let user = Resource::new(id, get_user);
+    // A connection link just made for this user, shown this once.
+    let link_token = leptos_router::hooks::use_query_map().with_untracked(|q| q.get("link"));
+    let revealed = Resource::new(move || link_token.clone(), super::webhooks::take_revealed);
     view! {
         <Suspense fallback=|| view! { <Loading what="the user's accounts" /> }>
             {move || Suspend::new(async move {
+                let link = revealed.await;
                 match user.await {
-                    Ok(user) => view! { <UserLive user /> }.into_any(),
+                    Ok(user) => {
+                        let user_id = user.user_id.clone();
+                        view! { <UserLive user /> <ConnectionLink user_id link /> }.into_any()
+                    }
                     Err(e) => view! { <LoadError error=e what="user" /> }.into_any(),
                 }
             })}
         </Suspense>
+    }
+}
+
+/// "Send a connection link": a plain form creating a session for the user (as
+/// `POST /v1/sessions`); the page then shows its `connectionUrl` once.
+#[component]
+fn ConnectionLink(user_id: String, link: Option<String>) -> impl IntoView {
+    let refused = leptos_router::hooks::use_query_map().with_untracked(|q| q.get("link_error"));
+    let path = super::webhooks::action_path::<crate::services::SendConnectionLink>();
+    view! {
+        <section class="panel" aria-labelledby="link-heading">
+            <h2 id="link-heading">"Connect a bank"</h2>
+            <p class="muted">"A link for this user to connect their bank through the connection journey (valid 30 minutes); they come back to the address you give."</p>
+            {link.map(|link| view! {
+                <div class="secret" role="status" data-testid="connection-link">
+                    <p>"Send this link to the user — it is shown once:"</p>
+                    <code>{link}</code>
+                </div>
+            })}
+            {refused.map(|why| view! { <p class="error" role="alert" data-testid="link-error">{why}</p> })}
+            <form method="post" action=path class="actions">
+                <super::CsrfField />
+                <input type="hidden" name="user_id" value=user_id />
+                <label>"Return the user to " <input type="url" name="return_url" required placeholder="https://your-app.example/connected" data-testid="return-url" /></label>
+                <button type="submit" data-testid="send-link">"Create a connection link"</button>
+            </form>
+        </section>
     }
 }
 

@@ -25,6 +25,8 @@ use uuid::Uuid;
 use crate::bank::sandbox::FaultKind;
 use crate::model::webhooks::{AttemptOutcome, DeliveryStatus, Subscription, SubscriptionStatus};
 use crate::model::{JobKind, JobStatus, UserSource};
+use crate::services::banks::BankStatus;
+use crate::services::journey::NewSession;
 use crate::services::sandbox::{FaultSpec, Preset};
 use crate::services::{Error, RefreshAnswer, RefreshCommand, Services};
 use crate::store::JobSummary;
@@ -252,6 +254,47 @@ impl UserPages for Portal {
             open_job: detail.open_job.map(progress),
             sandbox: self.services.sandbox,
         })
+    }
+
+    async fn banks(&self, _viewer: &Viewer) -> Result<Vec<app::model::BankView>, ServiceError> {
+        let banks = self.services.banks().await.map_err(told)?;
+        Ok(banks
+            .into_iter()
+            .map(|b| app::model::BankView {
+                bank_id: b.bank_id,
+                name: b.name,
+                status: match b.status {
+                    BankStatus::Available => "AVAILABLE",
+                    BankStatus::Degraded => "DEGRADED",
+                    BankStatus::Unavailable => "UNAVAILABLE",
+                }
+                .to_owned(),
+            })
+            .collect())
+    }
+
+    async fn connection_link(
+        &self,
+        viewer: &Viewer,
+        user_id: &str,
+        return_url: &str,
+    ) -> Result<String, ServiceError> {
+        let partner = self.partner(viewer).await?;
+        let session = self
+            .services
+            .create_session(
+                &partner,
+                NewSession {
+                    user_id: id(user_id)?,
+                    partner_redirect_url: return_url.trim().to_owned(),
+                    correlation_id: None,
+                },
+            )
+            .await
+            .map_err(told)?;
+        session
+            .connection_url
+            .ok_or_else(|| ServiceError::Internal("a new session without its URL".to_owned()))
     }
 
     async fn refresh(&self, viewer: &Viewer, user_id: &str) -> Result<RefreshReply, ServiceError> {
