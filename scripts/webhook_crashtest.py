@@ -1,9 +1,10 @@
-"""Webhook crash test: the real `freshet` binary delivers 2,000 events (200 users x 10 accounts,
-each first fetch announced by `user_initiated.succeeded`) to a real receiver on loopback that
-answers slowly and sometimes with a 500, while the server is `kill -9`ed five times mid-delivery
-and restarted. Afterwards every event must have reached the receiver at least once, correctly
-signed, every delivery must have succeeded, and the attempt log must account for every request
-the receiver saw. Usage: python3 scripts/webhook_crashtest.py path/to/freshet
+"""Webhook crash test: the real `freshet` binary in production mode (no --sandbox), the sandbox
+bank in its own process, delivers 2,000 events (1,000 users connected through the journey with 2
+accounts each, each first fetch announced by `user_initiated.succeeded`) to a real receiver on
+loopback that answers slowly and sometimes with a 500, while the server is `kill -9`ed five
+times mid-delivery and restarted. Afterwards every event must have reached the receiver at
+least once, correctly signed, every delivery must have succeeded, and the attempt log must
+account for every request the receiver saw. Usage: python3 scripts/webhook_crashtest.py path/to/freshet
 """
 import base64, hashlib, hmac, json, os, random, signal, sqlite3, subprocess, sys, tempfile, threading, time
 import urllib.request
@@ -12,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import crashlib  # noqa: E402  (beside this script)
 
 BIN = sys.argv[1]
-USERS, ACCOUNTS, KILLS = 200, 10, 5
+USERS, ACCOUNTS, KILLS = 1000, 2, 5
 EVENTS = USERS * ACCOUNTS
 work = tempfile.mkdtemp(prefix="freshet-webhook-crash-")
 db_path = os.path.join(work, "crash.db")
@@ -60,8 +61,13 @@ HOOK_URL = f"http://127.0.0.1:{receiver.server_address[1]}/hooks"
 def call(method, path, key, body=None):
     return crashlib.call(BASE, method, path, key, body)
 
+# The bank, in its own process, registered as an operator would.
+bank, bank_add = crashlib.start_bank(BIN, work, f"{BASE}/connect/callback")
+subprocess.check_call([BIN, *bank_add, "--database-url", DB], stdout=subprocess.DEVNULL)
+
 def start():
-    return crashlib.start(BIN, BASE, PORT, DB, work, "--insecure-webhook-targets", "--worker-lease-seconds", "2", "--webhook-lease-seconds", "6")
+    return crashlib.start(BIN, BASE, PORT, DB, work, "--insecure-webhook-targets", "--worker-lease-seconds", "2",
+                          "--webhook-lease-seconds", "6", sandbox=False)
 
 created = json.loads(subprocess.check_output([BIN, "partner", "create", "--name", "crash", "--database-url", DB]))
 key = created["apiKey"]
@@ -78,9 +84,9 @@ for wave in range(KILLS):
     for _ in range(USERS // KILLS):
         status, user = call("POST", "/v1/users", key)
         assert status == 201, (status, user)
-        status, body = call("POST", f"/sandbox/v1/users/{user['userId']}/accounts", key,
-                            {"accounts": [{} for _ in range(ACCOUNTS)], "initialFetch": True})
-        assert status == 201, (status, body)
+        # Both accounts of a persona: the journey connects them and queues their first fetch.
+        crashlib.connect_through_journey(BASE, key, user["userId"], rng.choice(["salaried", "gambler", "savings"]),
+                                         "http://127.0.0.1:9/back")
         users.append(user["userId"])
     # Let fetches and deliveries run a little, then kill -9 in the middle of them.
     time.sleep(rng.uniform(0.3, 1.5))
@@ -98,6 +104,7 @@ while time.time() < deadline:
     time.sleep(0.5)
 server.send_signal(signal.SIGTERM)
 server.wait()
+bank.terminate()
 receiver.shutdown()
 
 checks, failures = {}, []
