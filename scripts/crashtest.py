@@ -118,6 +118,15 @@ if len(jobs) < USERS:
     checks["every user triggered"] = False
 else:
     checks["every user triggered"] = True
+# Nothing secret in the server's log: no OAuth code or token the bank issued (the sandbox bank
+# prefixes them code-/at-/rt-), and not the client secret.
+import re
+log = open(os.path.join(work, "server.log")).read()
+secret = open(os.path.join(work, "bank.secret")).read().strip()
+leaked = re.findall(r"\b(?:code|at|rt)-[A-Za-z0-9_-]{43}\b", log) + ([secret] if secret in log else [])
+checks["no secret in the log"] = not leaked
+if leaked:
+    failures.append(f"{len(leaked)} secrets in the server's log")
 passed = sum(checks.values())
 print(f"crashtest: {passed} passed, {len(checks) - passed} failed")
 sys.exit(1 if failures else 0)
