@@ -169,14 +169,7 @@ async fn pick_bank(
         Ok(id) => id,
         Err(e) => return refused(&e),
     };
-    let (mut token, mut bank) = (String::new(), String::new());
-    for (name, value) in form_urlencoded::parse(&body) {
-        match name.as_ref() {
-            "partnerToken" => token = value.into_owned(),
-            "bankId" => bank = value.into_owned(),
-            _ => {}
-        }
-    }
+    let (token, bank, _) = journey_form(&body);
     match services.start_at_bank(id, &token, &bank).await {
         Ok(to) => see_other(&to),
         Err(e) => refused(&e),
@@ -291,8 +284,8 @@ async fn management_page(
     )
 }
 
-/// The fields of a management form: (partnerToken, bankId, consentId).
-fn management_form(body: &[u8]) -> (String, String, String) {
+/// The fields of a journey form: (partnerToken, bankId, consentId), each empty when absent.
+fn journey_form(body: &[u8]) -> (String, String, String) {
     let (mut token, mut bank, mut consent) = (String::new(), String::new(), String::new());
     for (name, value) in form_urlencoded::parse(body) {
         match name.as_ref() {
@@ -316,7 +309,7 @@ async fn renew(
         Ok(id) => id,
         Err(e) => return refused(&e),
     };
-    let (token, bank, consent) = management_form(&body);
+    let (token, bank, consent) = journey_form(&body);
     match services.renew_at_bank(id, &token, &bank, &consent).await {
         Ok(to) => see_other(&to),
         Err(e) => refused(&e),
@@ -334,7 +327,7 @@ async fn unlink(
         Ok(id) => id,
         Err(e) => return refused(&e),
     };
-    let (token, bank, consent) = management_form(&body);
+    let (token, bank, consent) = journey_form(&body);
     match services.unlink(id, &token, &bank, &consent).await {
         Ok(()) => {
             let back: String = form_urlencoded::Serializer::new(String::new())

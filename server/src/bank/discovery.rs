@@ -36,15 +36,21 @@ pub async fn discover(client: &reqwest::Client, url: &str) -> Result<Discovered,
     Ok(found)
 }
 
-/// An endpoint freshet may send tokens or users to: https, or http on loopback.
-pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
-    let parsed = url::Url::parse(endpoint).map_err(|e| format!("{endpoint}: {e}"))?;
-    let loopback = match parsed.host() {
+/// Whether `url`'s host is this machine (`localhost`, 127.0.0.0/8, ::1): where plain http is
+/// allowed in development.
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         Some(url::Host::Domain(d)) => d == "localhost",
         None => false,
-    };
+    }
+}
+
+/// An endpoint freshet may send tokens or users to: https, or http on loopback.
+pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(endpoint).map_err(|e| format!("{endpoint}: {e}"))?;
+    let loopback = is_loopback(&parsed);
     match parsed.scheme() {
         "https" if parsed.host().is_some() => Ok(()),
         "http" if loopback => Ok(()),

@@ -276,16 +276,14 @@ impl OpenBankingBank {
     /// Revokes consent `consent_id` at the bank (the user unlinked it). A consent the bank
     /// no longer knows counts as revoked.
     pub async fn revoke_consent(&self, consent_id: &str) -> Result<(), BankError> {
-        let client = self
-            .post_token(&[("grant_type", "client_credentials"), ("scope", "accounts")])
-            .await?;
+        let client = self.client_token().await?;
         let answer = self
             .http
             .delete(format!(
                 "{}/account-access-consents/{consent_id}",
                 self.bank.api_base
             ))
-            .bearer_auth(&client.access_token)
+            .bearer_auth(&client)
             .send()
             .await
             .map_err(|e| unavailable(&e))?;
@@ -400,16 +398,22 @@ impl OpenBankingBank {
             .map_err(|e| BankError::Internal(format!("the token endpoint's answer: {e}")))
     }
 
+    /// An access token for freshet itself (`client_credentials`): what consents are
+    /// created, read and revoked with.
+    async fn client_token(&self) -> Result<String, BankError> {
+        self.post_token(&[("grant_type", "client_credentials"), ("scope", "accounts")])
+            .await
+            .map(|t| t.access_token)
+    }
+
     /// Creates an account-access consent at the bank (with a `client_credentials` token):
     /// its id and when it ends.
     pub async fn create_consent(&self) -> Result<(String, Option<DateTime<Utc>>), BankError> {
-        let client = self
-            .post_token(&[("grant_type", "client_credentials"), ("scope", "accounts")])
-            .await?;
+        let client = self.client_token().await?;
         let answer = self
             .http
             .post(format!("{}/account-access-consents", self.bank.api_base))
-            .bearer_auth(&client.access_token)
+            .bearer_auth(&client)
             .json(&serde_json::json!({
                 "Data": { "Permissions": ["ReadAccountsDetail", "ReadBalances", "ReadTransactionsDetail"] },
                 "Risk": {},
@@ -489,16 +493,14 @@ impl OpenBankingBank {
         &self,
         consent_id: &str,
     ) -> Result<Option<DateTime<Utc>>, BankError> {
-        let client = self
-            .post_token(&[("grant_type", "client_credentials"), ("scope", "accounts")])
-            .await?;
+        let client = self.client_token().await?;
         let answer = self
             .http
             .get(format!(
                 "{}/account-access-consents/{consent_id}",
                 self.bank.api_base
             ))
-            .bearer_auth(&client.access_token)
+            .bearer_auth(&client)
             .send()
             .await
             .map_err(|e| unavailable(&e))?;

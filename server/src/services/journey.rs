@@ -157,12 +157,7 @@ fn redirect_allowed(url: &str, loopback_http: bool) -> bool {
     let Ok(parsed) = url::Url::parse(url) else {
         return false;
     };
-    let loopback = match parsed.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
+    let loopback = crate::bank::discovery::is_loopback(&parsed);
     parsed.fragment().is_none()
         && match parsed.scheme() {
             "https" => parsed.host().is_some(),

@@ -71,6 +71,22 @@ impl From<Row> for BankConsent {
     }
 }
 
+/// The ids of the accounts linked to consent `bank_consent_id` at `bank_id`.
+async fn linked_accounts(
+    conn: &mut sqlx::SqliteConnection,
+    bank_id: &str,
+    bank_consent_id: &str,
+) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT id FROM accounts WHERE bank_id = ?1 AND bank_consent_id = ?2 ORDER BY id",
+    )
+    .bind(bank_id)
+    .bind(bank_consent_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
 impl BankConsents<'_> {
     /// Stores (or replaces, on a renewal) a consent and its tokens.
     pub async fn save(&self, consent: &BankConsent, now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -173,32 +189,18 @@ impl BankConsents<'_> {
             .bind(&user_id)
             .fetch_one(&mut *tx)
             .await?;
-        let accounts: Vec<(String,)> = sqlx::query_as(
-            "SELECT id FROM accounts WHERE bank_id = ?1 AND bank_consent_id = ?2 ORDER BY id",
-        )
-        .bind(bank_id)
-        .bind(bank_consent_id)
-        .fetch_all(&mut *tx)
-        .await?;
+        let accounts = linked_accounts(&mut tx, bank_id, bank_consent_id).await?;
         let mut payload = serde_json::json!({
             "userId": user_id,
             "bankId": bank_id,
-            "accountIds": accounts.iter().map(|(id,)| id).collect::<Vec<_>>(),
+            "accountIds": accounts,
             "reason": reason,
         });
         if let Some(ends) = expires_at {
             payload["consentExpiresAt"] =
                 serde_json::json!(freshet_rules::format_timestamp(from_ms(ends)));
         }
-        sqlx::query(
-            "INSERT INTO events (id, partner_id, type, payload, created_at) VALUES (?1, ?2, 'v1.consent.revoked', ?3, ?4)",
-        )
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(partner_id)
-        .bind(payload.to_string())
-        .bind(to_ms(now))
-        .execute(&mut *tx)
-        .await?;
+        super::events::insert(&mut tx, &partner_id, "v1.consent.revoked", &payload, now).await?;
         tx.commit().await?;
         self.events_committed();
         Ok(true)
@@ -263,15 +265,8 @@ impl BankConsents<'_> {
                 payload["consentExpiresAt"] =
                     serde_json::json!(freshet_rules::format_timestamp(ends));
             }
-            sqlx::query(
-                "INSERT INTO events (id, partner_id, type, payload, created_at) VALUES (?1, ?2, 'v1.consent.renewed', ?3, ?4)",
-            )
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(partner_id)
-            .bind(payload.to_string())
-            .bind(to_ms(now))
-            .execute(&mut *tx)
-            .await?;
+            super::events::insert(&mut tx, &partner_id, "v1.consent.renewed", &payload, now)
+                .await?;
         }
         tx.commit().await?;
         self.events_committed();
@@ -290,19 +285,11 @@ impl BankConsents<'_> {
         .bind(user_id)
         .fetch_all(&self.read)
         .await?;
+        let mut conn = self.read.acquire().await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let accounts: Vec<(String,)> = sqlx::query_as(
-                "SELECT id FROM accounts WHERE bank_id = ?1 AND bank_consent_id = ?2 ORDER BY id",
-            )
-            .bind(&row.bank_id)
-            .bind(&row.bank_consent_id)
-            .fetch_all(&self.read)
-            .await?;
-            out.push((
-                BankConsent::from(row),
-                accounts.into_iter().map(|(id,)| id).collect(),
-            ));
+            let accounts = linked_accounts(&mut conn, &row.bank_id, &row.bank_consent_id).await?;
+            out.push((BankConsent::from(row), accounts));
         }
         Ok(out)
     }
@@ -357,13 +344,8 @@ impl BankConsents<'_> {
             .bind(column != "expiring_7d_sent_at")
             .execute(&mut *tx)
             .await?;
-            let accounts: Vec<(String,)> = sqlx::query_as(
-                "SELECT id FROM accounts WHERE bank_id = ?1 AND bank_consent_id = ?2 ORDER BY id",
-            )
-            .bind(&notice.bank_id)
-            .bind(&notice.bank_consent_id)
-            .fetch_all(&mut *tx)
-            .await?;
+            let accounts =
+                linked_accounts(&mut tx, &notice.bank_id, &notice.bank_consent_id).await?;
             if event_type == "v1.consent.expired" {
                 sqlx::query(
                     "UPDATE accounts SET consent_status = 'EXPIRED' WHERE bank_id = ?1 AND bank_consent_id = ?2",
@@ -376,19 +358,10 @@ impl BankConsents<'_> {
             let payload = serde_json::json!({
                 "userId": notice.user_id,
                 "bankId": notice.bank_id,
-                "accountIds": accounts.iter().map(|(id,)| id).collect::<Vec<_>>(),
+                "accountIds": accounts,
                 "consentExpiresAt": freshet_rules::format_timestamp(ends),
             });
-            sqlx::query(
-                "INSERT INTO events (id, partner_id, type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(&notice.partner_id)
-            .bind(event_type)
-            .bind(payload.to_string())
-            .bind(to_ms(now))
-            .execute(&mut *tx)
-            .await?;
+            super::events::insert(&mut tx, &notice.partner_id, event_type, &payload, now).await?;
             appended += 1;
         }
         tx.commit().await?;

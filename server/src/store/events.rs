@@ -54,6 +54,29 @@ pub struct StoredEvent {
     pub created_at: DateTime<Utc>,
 }
 
+/// Appends one event inside the caller's transaction (its webhook deliveries are created in
+/// the same commit, by the fan-out trigger): the one INSERT of an event that rides with other
+/// writes. The caller wakes the streams after its commit.
+pub(super) async fn insert(
+    conn: &mut sqlx::SqliteConnection,
+    partner: &str,
+    event_type: &str,
+    payload: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO events (id, partner_id, type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .bind(Uuid::new_v4().to_string())
+    .bind(partner)
+    .bind(event_type)
+    .bind(payload.to_string())
+    .bind(to_ms(now))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 impl Events<'_> {
     /// Appends one event in a transaction of its own (its webhook deliveries are created in
     /// the same commit, by the fan-out trigger) and wakes the streams and the deliverer.

@@ -354,14 +354,7 @@ impl WorkQueue<'_> {
                 new_transactions,
                 as_of,
             );
-            sqlx::query("INSERT INTO events (id, partner_id, type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
-                .bind(Uuid::new_v4().to_string())
-                .bind(&account.partner_id)
-                .bind(event_type)
-                .bind(payload.to_string())
-                .bind(to_ms(now))
-                .execute(&mut *tx)
-                .await?;
+            super::events::insert(&mut tx, &account.partner_id, &event_type, &payload, now).await?;
         }
         tx.commit().await?;
         self.events_committed();
