@@ -28,6 +28,15 @@ pub fn relative(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     format!("{} ago", span(delta))
 }
 
+/// "renews in 89 d" while a consent runs, "expired" once it has ended.
+pub fn renews_in(expired: bool, at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+    match at {
+        _ if expired => "expired".to_owned(),
+        Some(at) => format!("renews in {}", span(at - now)),
+        None => "no end date".to_owned(),
+    }
+}
+
 fn span(d: TimeDelta) -> String {
     match d {
         d if d < TimeDelta::minutes(1) => format!("{} s", d.num_seconds().max(1)),
@@ -50,6 +59,19 @@ mod tests {
         assert_eq!(relative(now - TimeDelta::hours(5), now), "5 h ago");
         assert_eq!(relative(now - TimeDelta::days(3), now), "3 d ago");
         assert_eq!(relative(now + TimeDelta::minutes(5), now), "in 5 min");
+    }
+
+    #[test]
+    fn a_consent_says_when_the_user_renews_it() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap();
+        let at = Some(now + TimeDelta::days(89) + TimeDelta::hours(3));
+        assert_eq!(renews_in(false, at, now), "renews in 89 d");
+        assert_eq!(
+            renews_in(false, Some(now + TimeDelta::hours(5)), now),
+            "renews in 5 h"
+        );
+        assert_eq!(renews_in(true, at, now), "expired");
+        assert_eq!(renews_in(false, None, now), "no end date");
     }
 
     #[test]

@@ -232,15 +232,23 @@ impl PortalAccount {
 
     /// "Monzo current account", "Barclays credit card".
     pub fn label(&self) -> String {
-        let kind = match self.account_type.as_str() {
+        format!(
+            "{} {}",
+            self.provider_name,
+            Self::type_words(&self.account_type)
+        )
+    }
+
+    /// An account type in words: "current account", "savings", ...
+    pub fn type_words(account_type: &str) -> &str {
+        match account_type {
             "CURRENT" => "current account",
             "SAVINGS" => "savings",
             "CREDIT_CARD" => "credit card",
             "LOAN" => "loan",
             "MORTGAGE" => "mortgage",
             other => other,
-        };
-        format!("{} {kind}", self.provider_name)
+        }
     }
 }
 
@@ -262,10 +270,27 @@ pub struct UserDetail {
     pub interval_seconds: i64,
     /// The user's connected accounts, by account id.
     pub accounts: Vec<PortalAccount>,
+    /// The user's consents at their banks, each with its accounts.
+    pub connections: Vec<PortalConnection>,
     /// A refresh of this user still running when the page was read.
     pub open_job: Option<JobProgress>,
     /// Whether the server runs the sandbox (its panel is offered).
     pub sandbox: bool,
+}
+
+/// One consent of a user at a bank, as the user's page lists it (the bank's id for the
+/// consent stays on the server).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortalConnection {
+    /// The bank's name.
+    pub bank_name: String,
+    /// The consent's stored status (ended by a revocation or an unlink: `EXPIRED`).
+    pub consent_status: ConsentStatus,
+    /// When the user must renew it, if it has an end.
+    #[serde(with = "ts_milliseconds_option")]
+    pub consent_expires_at: Option<DateTime<Utc>>,
+    /// Its accounts, in words ("current account", "savings").
+    pub accounts: Vec<String>,
 }
 
 /// One user of the users list.

@@ -35,6 +35,7 @@ where
         .route("/manage/{session_id}", get(management_page))
         .route("/manage/{session_id}/unlink", post(unlink))
         .route("/manage/{session_id}/renew", post(renew))
+        .route("/sandbox/return", get(sandbox_return))
 }
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
@@ -100,6 +101,51 @@ fn see_other(to: &str) -> Response {
         }
         Err(_) => refused(&JourneyError::Internal(format!("a redirect to {to:?}"))),
     }
+}
+
+/// Where the journey sends a user back to, as the partner's redirect URL would receive it.
+#[derive(Debug, Deserialize)]
+struct Returned {
+    #[serde(rename = "sessionTerminationToken", default)]
+    token: String,
+    error: Option<String>,
+    #[serde(rename = "correlationId")]
+    correlation_id: Option<String>,
+}
+
+/// `GET /sandbox/return` (`--sandbox` only): a stand-in for a partner's redirect URL, for
+/// trying the journey without an app of one's own. It shows what the partner receives and
+/// the call that completes the session (the partner's API key is the partner's: the page
+/// does not complete it on anyone's behalf).
+async fn sandbox_return(
+    State(services): State<Arc<Services>>,
+    Query(back): Query<Returned>,
+) -> Response {
+    if !services.sandbox {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let outcome = match back.error.as_deref() {
+        None => "The user connected their bank.".to_owned(),
+        Some("access_denied") => {
+            "The user declined at their bank: nothing was connected.".to_owned()
+        }
+        Some(other) => format!("Nothing was connected ({}).", escape(other)),
+    };
+    let correlation = back
+        .correlation_id
+        .map(|c| format!("<p>correlationId: <code>{}</code></p>", escape(&c)))
+        .unwrap_or_default();
+    page(
+        StatusCode::OK,
+        "Back at the partner (sandbox)",
+        &format!(
+            "<h1>Back at the partner</h1><p role=\"status\" data-testid=\"outcome\">{outcome}</p>{correlation}\
+             <p>The partner completes the session with its API key and this token:</p>\
+             <pre data-testid=\"complete\">curl -X PUT -H 'x-api-key: YOUR_KEY' -H 'Authorization: Bearer {token}' {base}/v1/sessions/completed</pre>",
+            token = escape(&back.token),
+            base = escape(&services.public_url()),
+        ),
+    )
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use server::bank::directory::{Directory, SANDBOX};
-use server::bank::http::HttpBank;
+use server::bank::directory::Directory;
 use server::bank::openbanking::OpenBankingBank;
 use server::bank::sandbox::SandboxBank;
+use server::bank::sandbox::in_process::SandboxConnector;
 use server::clock::Clock;
 use server::config::{
     BankAddArgs, BankCommand, Cli, Command, DatabaseArgs, KeysCommand, PartnerCommand,
@@ -276,9 +276,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         services.add_open_banking(&name, Arc::new(connector));
     }
     let services = Arc::new(services);
-    if args.demo {
-        seed_demo(&services, &args).await?;
-    }
+    // Bound first: the journey's callback (freshet's public URL) is known before any bank
+    // is told where to send users back.
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .with_context(|| format!("binding {}", args.bind))?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+    services.set_public_url(
+        args.public_url
+            .as_deref()
+            .unwrap_or(&format!("http://{bound}")),
+    );
     if args.insecure_webhook_targets {
         tracing::warn!(
             "--insecure-webhook-targets: webhooks may go to http and private addresses (development only)"
@@ -311,12 +319,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     worker.lease = chrono::TimeDelta::seconds(args.worker_lease_seconds);
     if let Some(bank) = bank {
-        let addr = serve_sandbox_bank(bank, args.sandbox_bank_bind).await?;
+        let addr = serve_sandbox_bank(Arc::clone(&bank), args.sandbox_bank_bind).await?;
         tracing::info!("sandbox bank listening on http://{addr}");
-        // Fetched over HTTP like any bank.
-        let connector = HttpBank::new(format!("http://{addr}"), std::time::Duration::from_secs(10))
-            .map_err(|e| anyhow::anyhow!("building the bank connector: {e}"))?;
-        directory.register(SANDBOX, banks::SANDBOX_NAME, Some(Arc::new(connector)));
+        // Reached over HTTP like any bank, freshet one of its OAuth clients.
+        let (connector, oauth) = SandboxConnector::register(
+            &bank,
+            &format!("http://{addr}"),
+            &services.callback_url(),
+            keys.clone(),
+            store.clone(),
+            Arc::clone(&clock),
+        )
+        .map_err(|e| anyhow::anyhow!("registering the sandbox bank: {e}"))?;
+        services.add_sandbox_bank(connector, oauth);
         worker.transactions_per_partner =
             Some(args.limits().sandbox_stored_transactions_per_partner);
     }
@@ -327,21 +342,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Arc::clone(&clock),
         chrono::TimeDelta::seconds(args.scheduled_refresh_seconds),
     );
-    let public = Arc::clone(&services);
+    if args.demo {
+        // With the engine running: the demo's users connect through the journey and their
+        // first fetches land.
+        seed_demo(&services, &args).await?;
+    }
     let state = AppState::new(&args.site_root, services)
         .with_trusted_client_header(args.trusted_client_ip_header.clone());
     if state.leptos.output_name.as_ref() == "freshet" {
         tracing::warn!(site_root = %args.site_root.display(), "no portal wasm found: pages will render but not hydrate (run scripts/run)");
     }
-    let listener = tokio::net::TcpListener::bind(args.bind)
-        .await
-        .with_context(|| format!("binding {}", args.bind))?;
-    let bound = listener.local_addr().context("reading the bound address")?;
-    public.set_public_url(
-        args.public_url
-            .as_deref()
-            .unwrap_or(&format!("http://{bound}")),
-    );
     tracing::info!(sandbox, "freshet listening on http://{bound}");
     // Graceful shutdown waits for open connections; event streams never end by themselves,
     // so after the signal they get five seconds, then the server stops anyway.

@@ -16,10 +16,10 @@ use leptos_router::hooks::use_params_map;
 
 use super::{LoadError, Loading};
 use crate::clock::current_time;
-use crate::format::{exact, relative};
+use crate::format::{exact, relative, renews_in};
 use crate::model::{
-    AccountOutcome, ItemProgress, JobProgress, JobState, Label, PortalAccount, RefreshReply,
-    UserDetail, UserSource,
+    AccountOutcome, ItemProgress, JobProgress, JobState, Label, PortalAccount, PortalConnection,
+    RefreshReply, UserDetail, UserSource,
 };
 use crate::services::{get_user, message, refresh_user};
 
@@ -330,6 +330,7 @@ fn UserLive(user: UserDetail) -> impl IntoView {
         });
     };
     let marketplace = user.source == UserSource::Marketplace;
+    let connections = user.connections;
     let rows = (0..count)
         .map(|i| view! { <AccountRow i accounts now preview reply job /> })
         .collect_view();
@@ -384,7 +385,57 @@ fn UserLive(user: UserDetail) -> impl IntoView {
                     </table>
                 </div>
             })}
+            <Connections connections now />
         </section>
+    }
+    .into_any()
+}
+
+/// The user's consents: the bank, its accounts, and when the user must renew it — the
+/// badge turning to "expired" on the server's timeline as the page ticks.
+#[component]
+fn Connections(connections: Vec<PortalConnection>, now: RwSignal<DateTime<Utc>>) -> impl IntoView {
+    if connections.is_empty() {
+        return ().into_any();
+    }
+    let rows = connections
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let expired = move || {
+                freshet_rules::consent_status_at(c.consent_status, c.consent_expires_at, now.get())
+                    == freshet_rules::ConsentStatus::Expired
+            };
+            let at = c.consent_expires_at;
+            view! {
+                <tr data-testid=format!("connection-{i}")>
+                    <th scope="row">{c.bank_name}</th>
+                    <td data-label="Accounts">{c.accounts.join(", ")}</td>
+                    <td data-label="Consent">
+                        <span class="badge" data-testid=format!("renews-{i}") data-expired=move || expired().to_string()>
+                            {move || renews_in(expired(), at, now.get())}
+                        </span>
+                        " "
+                        <small class="muted">{at.map(|at| format!("until {}", exact(at)))}</small>
+                    </td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <h2 id="connections-heading">"Connections"</h2>
+        <div class="table-wrap">
+            <table class="connections" aria-labelledby="connections-heading">
+                <thead>
+                    <tr>
+                        <th scope="col">"Bank"</th>
+                        <th scope="col">"Accounts"</th>
+                        <th scope="col">"Consent"</th>
+                    </tr>
+                </thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </div>
     }
     .into_any()
 }

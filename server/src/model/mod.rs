@@ -137,6 +137,15 @@ pub struct Account {
     #[serde(skip)]
     #[schema(ignore)]
     pub in_flight_since: Option<DateTime<Utc>>,
+    /// The bank that holds the account: `sandbox`, or a `bankId` of `GET /v1/banks`.
+    pub bank_id: String,
+    /// That bank's name.
+    pub bank_name: String,
+    /// The consent at the bank that covers the account (not part of the API: the bank's
+    /// id for it is the user's business with their bank).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub bank_consent_id: String,
 }
 
 /// One booked transaction.

@@ -109,6 +109,29 @@ fn id(text: &str) -> Result<Uuid, ServiceError> {
     crate::model::canonical_id(text.trim()).ok_or(ServiceError::NotFound)
 }
 
+/// The user's accounts grouped by the consent that covers them, in the accounts' order.
+fn connections(accounts: &[(crate::model::Account, i64)]) -> Vec<app::model::PortalConnection> {
+    let mut keys: Vec<(&str, &str)> = Vec::new();
+    let mut out: Vec<app::model::PortalConnection> = Vec::new();
+    for (a, _) in accounts {
+        let key = (a.bank_id.as_str(), a.bank_consent_id.as_str());
+        let words = app::model::PortalAccount::type_words(&a.account_type).to_owned();
+        match keys.iter().position(|k| *k == key) {
+            Some(i) => out[i].accounts.push(words),
+            None => {
+                keys.push(key);
+                out.push(app::model::PortalConnection {
+                    bank_name: a.bank_name.clone(),
+                    consent_status: a.consent_status,
+                    consent_expires_at: a.consent_expires_at,
+                    accounts: vec![words],
+                });
+            }
+        }
+    }
+    out
+}
+
 fn job_state(status: JobStatus) -> JobState {
     match status {
         JobStatus::Queued => JobState::Queued,
@@ -237,6 +260,7 @@ impl UserPages for Portal {
             external_reference: detail.user.external_reference,
             now: self.services.clock.now_for(partner_id(viewer)?),
             interval_seconds: self.services.policy.interval().num_seconds(),
+            connections: connections(&detail.accounts),
             accounts: detail
                 .accounts
                 .into_iter()

@@ -186,7 +186,10 @@ impl Services {
             )
             .await?
         {
-            Connected::Accounts(accounts) => Ok(accounts),
+            Connected::Accounts(mut accounts) => {
+                self.name_banks(&mut accounts);
+                Ok(accounts)
+            }
             Connected::NoSuchUser => Err(Error::UserNotFound),
             Connected::OverQuota => Err(Error::Internal("over an unlimited quota".to_owned())),
         }

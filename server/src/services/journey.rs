@@ -20,7 +20,8 @@ use super::{Error, Services};
 use crate::model::{Partner, UserSource, ts};
 use crate::store::{Attempt, SessionRecord, StoredStatus};
 
-/// How long a session's URLs work.
+/// How long a session's URLs work, on the partner's time (a sandbox partner that moves its
+/// clock sees its sessions expire).
 pub const SESSION_TTL: TimeDelta = TimeDelta::minutes(30);
 /// The longest `correlationId`.
 pub const MAX_CORRELATION_ID: usize = 256;
@@ -188,7 +189,7 @@ fn view(record: &SessionRecord, now: DateTime<Utc>) -> Session {
 
 impl Services {
     /// The base URL of freshet's own pages (`--public-url`).
-    fn public_url(&self) -> String {
+    pub fn public_url(&self) -> String {
         self.public_url
             .get()
             .cloned()
@@ -223,7 +224,7 @@ impl Services {
                 "correlationId must be 1 to {MAX_CORRELATION_ID} characters"
             )));
         }
-        let now = self.clock.now();
+        let now = self.clock.now_for(partner.id);
         let token = fresh_token()?;
         let record = SessionRecord {
             id: crate::model::new_id(),
@@ -253,7 +254,7 @@ impl Services {
             .get(partner, id)
             .await?
             .ok_or(Error::SessionNotFound)?;
-        Ok(view(&record, self.clock.now()))
+        Ok(view(&record, self.clock.now_for(partner)))
     }
 
     /// Completes the session whose termination token is `token` (again: the same answer).
@@ -264,7 +265,7 @@ impl Services {
             .by_termination_token(partner, &hash(token))
             .await?
             .ok_or(Error::SessionTokenInvalid)?;
-        let now = self.clock.now();
+        let now = self.clock.now_for(partner);
         if record.status == StoredStatus::Completed {
             return Ok(view(&record, now));
         }
@@ -293,7 +294,7 @@ impl Services {
             .by_partner_token(id, &hash(token))
             .await?
             .ok_or(JourneyError::NotValid)?;
-        if record.expires_at <= self.clock.now()
+        if record.expires_at <= self.clock.now_for(record.partner_id)
             || matches!(
                 record.status,
                 StoredStatus::Completed | StoredStatus::Failed
@@ -319,7 +320,7 @@ impl Services {
                 StoredStatus::InProgress,
                 None,
                 None,
-                self.clock.now(),
+                self.clock.now_for(record.partner_id),
             )
             .await?;
         let partner = self
@@ -362,7 +363,7 @@ impl Services {
             .accounts(record.partner_id, record.user_id)
             .await
             .map_err(|e| JourneyError::Internal(e.to_string()))?;
-        let now = self.clock.now();
+        let now = self.clock.now_for(record.partner_id);
         let connections = self
             .store
             .bank_consents()
@@ -515,7 +516,7 @@ impl Services {
             .by_id(attempt.session_id)
             .await?
             .ok_or(JourneyError::NotValid)?;
-        let now = self.clock.now();
+        let now = self.clock.now_for(record.partner_id);
         // A session waiting for completion may still come back from a renewal on its
         // management page: the newest termination token is the one that completes it.
         let open = [

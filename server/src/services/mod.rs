@@ -234,6 +234,23 @@ impl Services {
         }
     }
 
+    /// Adds the in-process sandbox bank (`--sandbox`) as bank `sandbox`: its journey
+    /// consents through `oauth`, everything it holds through `connector`.
+    pub fn add_sandbox_bank(
+        &self,
+        connector: crate::bank::sandbox::in_process::SandboxConnector,
+        oauth: Arc<OpenBankingBank>,
+    ) {
+        self.bank_directory.register(
+            crate::bank::directory::SANDBOX,
+            banks::SANDBOX_NAME,
+            Some(Arc::new(connector)),
+        );
+        if let Ok(mut banks) = self.open_banking.write() {
+            banks.insert(crate::bank::directory::SANDBOX.to_owned(), oauth);
+        }
+    }
+
     /// The connector of registered bank `id`.
     pub(crate) fn open_banking(&self, id: &str) -> Option<Arc<OpenBankingBank>> {
         self.open_banking.read().ok()?.get(id).cloned()

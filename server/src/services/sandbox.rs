@@ -293,7 +293,10 @@ impl Services {
             )
             .await?
         {
-            Connected::Accounts(accounts) => Ok(accounts),
+            Connected::Accounts(mut accounts) => {
+                self.name_banks(&mut accounts);
+                Ok(accounts)
+            }
             Connected::NoSuchUser => Err(Error::UserNotFound),
             Connected::OverQuota => Err(Limit::Sandbox.reached(format!(
                 "a sandbox user may hold at most {} accounts, and a partner's sandbox users at most {} transactions of history",

@@ -62,6 +62,15 @@ impl Services {
             .ok_or(Error::UserNotFound)
     }
 
+    /// Gives each account its bank's name (the store knows only the bank's id).
+    pub(crate) fn name_banks(&self, accounts: &mut [Account]) {
+        for a in accounts {
+            if let Some(name) = self.bank_directory.name_of(&a.bank_id) {
+                a.bank_name = name;
+            }
+        }
+    }
+
     /// The user's connected accounts, by id, each consent's status as of now (`EXPIRED`
     /// once its end has passed).
     pub async fn accounts(&self, partner: Uuid, user_id: Uuid) -> Result<Vec<Account>, Error> {
@@ -76,6 +85,7 @@ impl Services {
             a.consent_status =
                 freshet_rules::consent_status_at(a.consent_status, a.consent_expires_at, now);
         }
+        self.name_banks(&mut accounts);
         Ok(accounts)
     }
 

@@ -59,6 +59,8 @@ pub(super) struct AccountRow {
     consent_expires_at: Option<i64>,
     last_transaction_refresh_date: Option<i64>,
     in_flight_since: Option<i64>,
+    bank_id: String,
+    bank_consent_id: String,
 }
 
 impl AccountRow {
@@ -73,6 +75,10 @@ impl AccountRow {
             consent_expires_at: self.consent_expires_at.map(from_ms),
             last_transaction_refresh_date: self.last_transaction_refresh_date.map(from_ms),
             in_flight_since: self.in_flight_since.map(from_ms),
+            // Named by the services, which know the banks' names.
+            bank_name: self.bank_id.clone(),
+            bank_id: self.bank_id,
+            bank_consent_id: self.bank_consent_id,
         })
     }
 }
@@ -125,7 +131,8 @@ impl Accounts<'_> {
         }
         let rows: Vec<AccountRow> = sqlx::query_as(
             "SELECT id, provider_name, account_type, currency, balance, consent_status,
-               consent_expires_at, last_transaction_refresh_date, in_flight_since
+               consent_expires_at, last_transaction_refresh_date, in_flight_since,
+               bank_id, bank_consent_id
              FROM accounts WHERE user_id = ?1 ORDER BY id",
         )
         .bind(user_id.to_string())
@@ -209,6 +216,9 @@ impl Accounts<'_> {
                 consent_expires_at: a.consent_expires_at,
                 last_transaction_refresh_date: a.last_transaction_refresh_date,
                 in_flight_since: None,
+                bank_name: a.bank.bank_id.clone(),
+                bank_id: a.bank.bank_id.clone(),
+                bank_consent_id: a.bank.consent_id.clone(),
             });
         }
         if let Some(queued_at) = initial_fetch {

@@ -22,6 +22,36 @@ use crate::harness::TestApp;
 use crate::harness::file_contains as contains;
 use crate::worker::{drain, events, worker_on};
 
+/// Everything the server logs while a test runs on this thread (a current-thread runtime:
+/// the server's tasks and the bank's run here too), at every level.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Self;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
 const VERIFIER: &str = "verifier-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEF";
 const REDIRECT: &str = "http://127.0.0.1:3000/connect/callback";
 
@@ -160,6 +190,14 @@ impl Acme {
 
 #[tokio::test]
 async fn a_consented_users_accounts_are_connected_fetched_and_refreshed_with_their_tokens() {
+    let log = Captured::default();
+    let _logging = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(log.clone())
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .finish(),
+    );
     let app = TestApp::new().await;
     let acme = acme(&app).await;
     let key = app.partner(true).await;
@@ -183,6 +221,8 @@ async fn a_consented_users_accounts_are_connected_fetched_and_refreshed_with_the
     assert_eq!(accounts.len(), 2, "{}", listed.body);
     for a in &accounts {
         assert_eq!(a["providerName"], "Acme Bank");
+        assert_eq!(a["bankId"], "acme");
+        assert_eq!(a["bankName"], "Acme Bank");
         assert_eq!(a["consentStatus"], "ACTIVE");
         assert_eq!(
             a["consentExpiresAt"],
@@ -234,11 +274,17 @@ async fn a_consented_users_accounts_are_connected_fetched_and_refreshed_with_the
         "the bank rotated it: freshet used it"
     );
 
-    // Nothing secret at rest: neither the first tokens nor anything in clear.
+    // Nothing secret at rest: neither the first tokens nor anything in clear; nor in the
+    // server's log, at any level.
     for file in [app.db_file(), app.db_file().with_extension("db-wal")] {
         for token in [&access, &refresh] {
             assert!(!contains(&file, token), "{} holds a token", file.display());
         }
+    }
+    let logged = log.text();
+    assert!(!logged.is_empty(), "the log was captured");
+    for secret in [&access, &refresh, &acme.secret] {
+        assert!(!logged.contains(secret.as_str()), "the log holds a secret");
     }
 
     // The user revokes the consent at the bank: the next fetch ends it, both accounts EXPIRED.

@@ -4,6 +4,7 @@
 mod bank;
 mod banks;
 mod connections;
+mod demo;
 mod events;
 mod harness;
 mod isolation;

@@ -28,6 +28,7 @@ pub const PENDING_HOURS: i64 = 24;
 pub const PAGE_SIZE: usize = 100;
 
 pub mod authz;
+pub mod in_process;
 pub mod oauth;
 pub mod personas;
 
