@@ -127,6 +127,7 @@ pub async fn faults(
             FaultSpec {
                 account_id: body.account_id,
                 latency_ms: body.latency_ms,
+                jitter_percent: body.jitter_percent,
                 kind: body.kind,
                 retry_after_seconds: body.retry_after_seconds,
             },
@@ -144,6 +145,9 @@ pub struct BankFault {
     /// Added latency, in milliseconds.
     #[schema(maximum = 600_000)]
     latency_ms: Option<u64>,
+    /// The latency's spread: each answer waits `latencyMs` ± up to this percentage of it.
+    #[schema(maximum = 100)]
+    jitter_percent: Option<u8>,
     /// `SERVER_ERROR`, `RATE_LIMITED`, `HANG` or `CONSENT_REVOKED`.
     #[schema(value_type = Option<String>)]
     kind: Option<FaultKind>,

@@ -3,12 +3,16 @@
 //! any other (id `sandbox`) when the server runs with `--sandbox`; banks registered with
 //! `freshet bank add` are listed from the database, and fetch once their connector
 //! (OAuth tokens, the connection journey) exists.
+//!
+//! Every call to a bank passes its [`Gate`]: the bank's limits, its `429` pause and its
+//! circuit breaker hold for the whole server, and one bank's trouble stays its own.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 
+use super::gate::{BankLimits, Gate, GateState};
 use super::{Bank, BankAccount, BankError, FetchedTransaction};
 
 /// The id of the sandbox bank.
@@ -19,6 +23,7 @@ pub const SANDBOX: &str = "sandbox";
 struct Entry {
     name: String,
     connector: Option<Arc<dyn Bank>>,
+    gate: Arc<Gate>,
 }
 
 /// The banks of this server.
@@ -36,17 +41,30 @@ impl std::fmt::Debug for Directory {
 }
 
 impl Directory {
-    /// Adds (or replaces) bank `id`, fetched through `connector` when there is one.
-    pub fn register(&self, id: &str, name: &str, connector: Option<Arc<dyn Bank>>) {
+    /// Adds (or replaces) bank `id`, fetched through `connector` when there is one, within
+    /// `limits`.
+    pub fn register(
+        &self,
+        id: &str,
+        name: &str,
+        connector: Option<Arc<dyn Bank>>,
+        limits: BankLimits,
+    ) {
         if let Ok(mut banks) = self.banks.write() {
             banks.insert(
                 id.to_owned(),
                 Entry {
                     name: name.to_owned(),
                     connector,
+                    gate: Gate::new(limits),
                 },
             );
         }
+    }
+
+    /// Where bank `id`'s gate stands (breaker, pause), if the directory knows the bank.
+    pub fn gate_state(&self, id: &str) -> Option<GateState> {
+        Some(self.banks.read().ok()?.get(id)?.gate.state())
     }
 
     /// Every bank: (id, name), by id.
@@ -62,15 +80,17 @@ impl Directory {
         )
     }
 
-    fn connector(&self, id: &str) -> Result<Arc<dyn Bank>, BankError> {
+    fn connector(&self, id: &str) -> Result<(Arc<dyn Bank>, Arc<Gate>), BankError> {
         let banks = self
             .banks
             .read()
             .map_err(|_| BankError::Internal("the bank directory is poisoned".to_owned()))?;
         match banks.get(id) {
             Some(Entry {
-                connector: Some(c), ..
-            }) => Ok(Arc::clone(c)),
+                connector: Some(c),
+                gate,
+                ..
+            }) => Ok((Arc::clone(c), Arc::clone(gate))),
             Some(_) => Err(BankError::Internal(format!(
                 "bank {id} is registered but this server has no connector for it yet"
             ))),
@@ -86,13 +106,32 @@ impl Bank for Directory {
         account: &BankAccount,
         since: Option<DateTime<Utc>>,
     ) -> Result<Vec<FetchedTransaction>, BankError> {
-        self.connector(&account.bank_id)?
-            .transactions(account, since)
-            .await
+        let (bank, gate) = self.connector(&account.bank_id)?;
+        let pass = gate.enter().await?;
+        let answer = bank.transactions(account, since).await;
+        gate.done(pass, answer.as_ref().map(|_| ()));
+        answer
     }
 
     async fn balance(&self, account: &BankAccount) -> Result<Option<String>, BankError> {
-        self.connector(&account.bank_id)?.balance(account).await
+        let (bank, gate) = self.connector(&account.bank_id)?;
+        let pass = gate.enter().await?;
+        let answer = bank.balance(account).await;
+        gate.done(pass, answer.as_ref().map(|_| ()));
+        answer
+    }
+
+    fn crowded(&self) -> Vec<String> {
+        self.banks.read().map_or_else(
+            |_| Vec::new(),
+            |banks| {
+                banks
+                    .iter()
+                    .filter(|(_, e)| e.gate.crowded())
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            },
+        )
     }
 }
 
@@ -103,7 +142,11 @@ impl Directory {
         bank_id: &str,
         consent_id: &str,
     ) -> Result<Vec<super::AccountInfo>, BankError> {
-        self.connector(bank_id)?.accounts(consent_id).await
+        let (bank, gate) = self.connector(bank_id)?;
+        let pass = gate.enter().await?;
+        let answer = bank.accounts(consent_id).await;
+        gate.done(pass, answer.as_ref().map(|_| ()));
+        answer
     }
 
     /// The name of bank `id`, if the directory knows it.
@@ -115,6 +158,11 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const LIMITS: BankLimits = BankLimits {
+        max_in_flight: 4,
+        requests_per_second: f64::INFINITY,
+    };
 
     struct Fixed(&'static str);
 
@@ -140,9 +188,9 @@ mod tests {
     #[tokio::test]
     async fn each_account_is_fetched_from_its_own_bank() {
         let directory = Directory::default();
-        directory.register("one", "Bank One", Some(Arc::new(Fixed("one"))));
-        directory.register("two", "Bank Two", Some(Arc::new(Fixed("two"))));
-        directory.register("three", "Bank Three", None);
+        directory.register("one", "Bank One", Some(Arc::new(Fixed("one"))), LIMITS);
+        directory.register("two", "Bank Two", Some(Arc::new(Fixed("two"))), LIMITS);
+        directory.register("three", "Bank Three", None, LIMITS);
         for bank in ["one", "two"] {
             assert_eq!(
                 directory.transactions(&account(bank), None).await,

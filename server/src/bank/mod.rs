@@ -4,6 +4,7 @@
 
 pub mod directory;
 pub mod discovery;
+pub mod gate;
 pub mod http;
 pub mod openbanking;
 pub mod retry;
@@ -129,6 +130,12 @@ pub trait Bank: Send + Sync + 'static {
         Err(BankError::Internal(
             "this bank lists no accounts by consent".to_owned(),
         ))
+    }
+
+    /// The banks whose share of calls is taken (their gate's slots all waited for, or
+    /// their breaker open): the workers claim no more of their accounts for now.
+    fn crowded(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 

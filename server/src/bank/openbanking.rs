@@ -111,6 +111,14 @@ fn unavailable(e: &reqwest::Error) -> BankError {
 
 impl OpenBankingBank {
     /// The connector of `bank`, its client secret opened with `keys`.
+    /// The bank's registered limits.
+    pub fn limits(&self) -> crate::bank::gate::BankLimits {
+        crate::bank::gate::BankLimits {
+            max_in_flight: self.bank.max_in_flight,
+            requests_per_second: self.bank.requests_per_second,
+        }
+    }
+
     pub fn new(
         bank: BankRecord,
         keys: Keyring,

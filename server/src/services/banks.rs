@@ -2,6 +2,7 @@
 //! client secret sealed before it is stored), rotating the key that seals the secrets, and
 //! listing them for partners (`GET /v1/banks`) with a status read from their recent answers.
 
+use crate::bank::gate::GateState;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{Error, Services};
@@ -233,6 +234,12 @@ impl Services {
         let since = self.clock.now() - STATUS_WINDOW;
         let answers = self.store.banks().recent_answers(since).await?;
         let status = |id: &str| {
+            // The gate knows first: a bank refused (breaker open) or paused right now.
+            match self.bank_directory.gate_state(id) {
+                Some(GateState::Open) => return BankStatus::Unavailable,
+                Some(GateState::HalfOpen | GateState::Paused) => return BankStatus::Degraded,
+                _ => {}
+            }
             answers
                 .iter()
                 .find(|a| a.bank_id == id)

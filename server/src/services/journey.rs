@@ -415,14 +415,17 @@ impl Services {
         let bank = self
             .open_banking(&consent.bank_id)
             .ok_or(JourneyError::NoSuchBank)?;
-        bank.revoke_consent(consent_id).await.map_err(|e| match e {
-            crate::bank::BankError::Internal(why) => JourneyError::Internal(why),
-            _ => JourneyError::BankUnavailable,
-        })?;
+        // Ended here first: a fetch running meanwhile then meets a consent freshet no longer
+        // uses (not one "the bank revoked"), and the user's wish holds even if the bank is
+        // not reachable now — unlinking again asks the bank again.
         self.store
             .bank_consents()
             .ended(bank_id, consent_id, self.clock.now(), "USER_UNLINKED")
             .await?;
+        bank.revoke_consent(consent_id).await.map_err(|e| match e {
+            crate::bank::BankError::Internal(why) => JourneyError::Internal(why),
+            _ => JourneyError::BankUnavailable,
+        })?;
         Ok(())
     }
 

@@ -228,6 +228,7 @@ impl Services {
             &id,
             name,
             Some(Arc::clone(&connector) as Arc<dyn crate::bank::Bank>),
+            connector.limits(),
         );
         if let Ok(mut banks) = self.open_banking.write() {
             banks.insert(id, connector);
@@ -245,6 +246,7 @@ impl Services {
             crate::bank::directory::SANDBOX,
             banks::SANDBOX_NAME,
             Some(Arc::new(connector)),
+            oauth.limits(),
         );
         if let Ok(mut banks) = self.open_banking.write() {
             banks.insert(crate::bank::directory::SANDBOX.to_owned(), oauth);

@@ -45,6 +45,8 @@ pub struct FaultSpec {
     pub account_id: Option<Uuid>,
     /// Added latency, in milliseconds.
     pub latency_ms: Option<u64>,
+    /// Its spread, in percent (± up to this share of it).
+    pub jitter_percent: Option<u8>,
     /// How to fail; absent: answer normally (after the latency).
     pub kind: Option<FaultKind>,
     /// `Retry-After` for `RATE_LIMITED`, in seconds.
@@ -328,6 +330,11 @@ impl Services {
     pub async fn set_fault(&self, partner: Uuid, fault: FaultSpec) -> Result<(), Error> {
         self.sandbox_only()?;
         let bank = self.sandbox_bank.as_ref().ok_or(Error::NoSandboxBank)?;
+        if fault.jitter_percent.is_some_and(|p| p > 100) {
+            return Err(Error::Invalid(
+                "jitterPercent must be at most 100".to_owned(),
+            ));
+        }
         if fault.latency_ms.is_some_and(|ms| ms > MAX_LATENCY_MS) {
             return Err(Error::Invalid(format!(
                 "latencyMs must be at most {MAX_LATENCY_MS}"
@@ -352,6 +359,7 @@ impl Services {
             Fault {
                 account_id: fault.account_id.map(|a| a.to_string()),
                 latency_ms: fault.latency_ms,
+                jitter_percent: fault.jitter_percent,
                 kind: fault.kind,
                 retry_after_seconds: fault.retry_after_seconds,
             },

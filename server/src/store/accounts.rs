@@ -237,6 +237,9 @@ impl Accounts<'_> {
             }
         }
         tx.commit().await?;
+        if initial_fetch.is_some() {
+            self.want_work();
+        }
         Ok(Connected::Accounts(created))
     }
 

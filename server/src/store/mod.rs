@@ -44,7 +44,7 @@ pub use retention::Pruned;
 pub use sessions::{Attempt, SessionRecord, StoredStatus};
 pub use transactions::{TransactionFilter, TransactionPage};
 pub use users::UserSummary;
-pub use work::{ClaimedAccount, Ending, Fetch, Outcome, PartnerScope, QUOTA_EXCEEDED};
+pub use work::{ClaimedAccount, Ended, Ending, Fetch, Outcome, PartnerScope, QUOTA_EXCEEDED};
 
 /// What can go wrong below the API. Every variant is an internal error for the client:
 /// "not found" and the like are `Option`s and enums of the calling service.
@@ -74,6 +74,8 @@ pub struct Store {
     events_appended: Arc<tokio::sync::watch::Sender<u64>>,
     /// Signalled when deliveries become due by a partner's hand (test, redeliver, resume).
     deliveries_wanted: Arc<tokio::sync::Notify>,
+    /// Bumped after every commit that queued refresh work, so that the workers wake at once.
+    work_queued: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// Declares the store's aggregates: a borrowed handle type each, and the `Store` method that
@@ -172,6 +174,7 @@ impl Store {
             options,
             events_appended: Arc::new(events_appended),
             deliveries_wanted: Arc::new(tokio::sync::Notify::new()),
+            work_queued: Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 
@@ -208,6 +211,16 @@ impl Store {
     /// Resolves when [`Store::want_deliveries`] was called (a call before the wait counts).
     pub async fn deliveries_wanted(&self) {
         self.deliveries_wanted.notified().await;
+    }
+
+    /// A receiver that changes after each commit that queued refresh work.
+    pub fn watch_work(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.work_queued.subscribe()
+    }
+
+    /// Wakes the workers: refresh work was committed.
+    pub fn want_work(&self) {
+        self.work_queued.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     fn events_committed(&self) {

@@ -125,6 +125,8 @@ impl RefreshWriter {
         if result.is_err() {
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
             self.conn = None;
+        } else {
+            self.store.want_work();
         }
         result
     }

@@ -79,12 +79,17 @@ pub(super) async fn held_by(conn: &mut SqliteConnection, partner: &str) -> Resul
     Ok(held.map_or(0, |(n,)| n))
 }
 
+/// One account's fetched transactions, to store as ingested at `created`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Batch<'a> {
+    pub account_id: &'a str,
+    pub user_id: &'a str,
+    pub transactions: &'a [FetchedTransaction],
+    pub created: DateTime<Utc>,
+}
+
 /// Stores an account's transactions as ingested at `created`, in the order given (ids are
-/// time-ordered, so give them oldest first): a transaction the account already has (by the
-/// bank's reference, else its id) is left as it is — unless it was pending and is now
-/// booked, then it is updated in place (one transaction, even under a new bank id). Returns
-/// how many were new. One statement, whatever their number: the one way a transaction is
-/// written.
+/// time-ordered, so give them oldest first); see [`insert_many`]. Returns how many were new.
 pub(super) async fn insert(
     conn: &mut SqliteConnection,
     account_id: &str,
@@ -92,14 +97,41 @@ pub(super) async fn insert(
     transactions: &[FetchedTransaction],
     created: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
-    if transactions.is_empty() {
-        return Ok(0);
+    let counts = insert_many(
+        conn,
+        &[Batch {
+            account_id,
+            user_id,
+            transactions,
+            created,
+        }],
+    )
+    .await?;
+    Ok(counts.first().copied().unwrap_or(0))
+}
+
+/// Stores the transactions of several accounts: a transaction an account already has (by
+/// the bank's reference, else its id) is left as it is — unless it was pending and is now
+/// booked, then it is updated in place (one transaction, even under a new bank id). Returns
+/// how many were new, per batch. One statement, whatever their number: the one way a
+/// transaction is written.
+pub(super) async fn insert_many(
+    conn: &mut SqliteConnection,
+    batches: &[Batch<'_>],
+) -> Result<Vec<u64>, StoreError> {
+    let mut counts = vec![0_u64; batches.len()];
+    if batches.iter().all(|b| b.transactions.is_empty()) {
+        return Ok(counts);
     }
-    let rows: Vec<serde_json::Value> = transactions
-        .iter()
-        .map(|t| {
-            serde_json::json!([
-                new_id().to_string(),
+    let mut rows: Vec<serde_json::Value> = Vec::new();
+    // Our new id → the batch it belongs to.
+    let mut new_ids: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (i, b) in batches.iter().enumerate() {
+        for t in b.transactions {
+            let id = new_id().to_string();
+            new_ids.insert(id.clone(), i);
+            rows.push(serde_json::json!([
+                id,
                 t.bank_transaction_id,
                 to_ms(t.booked_at),
                 t.amount,
@@ -108,18 +140,19 @@ pub(super) async fn insert(
                 t.merchant_name,
                 t.category,
                 if t.pending { "PENDING" } else { "BOOKED" },
-                t.reference.as_deref().unwrap_or(&t.bank_transaction_id)
-            ])
-        })
-        .collect();
-    let new_ids: std::collections::HashSet<&str> =
-        rows.iter().filter_map(|r| r[0].as_str()).collect();
+                t.reference.as_deref().unwrap_or(&t.bank_transaction_id),
+                b.account_id,
+                b.user_id,
+                to_ms(b.created)
+            ]));
+        }
+    }
     // The rows that come back with one of our new ids are new; the others were updated.
     let written: Vec<(String,)> = sqlx::query_as(
         "INSERT OR IGNORE INTO transactions (id, account_id, user_id, bank_transaction_id, created, booked_at,
            amount, currency, description, merchant_name, category, status, match_key)
-         SELECT value ->> 0, ?2, ?3, value ->> 1, ?4, value ->> 2, value ->> 3, value ->> 4,
-           value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9
+         SELECT value ->> 0, value ->> 10, value ->> 11, value ->> 1, value ->> 12, value ->> 2, value ->> 3,
+           value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9
          FROM json_each(?1) WHERE true
          ON CONFLICT (account_id, match_key) DO UPDATE SET
            bank_transaction_id = excluded.bank_transaction_id, booked_at = excluded.booked_at,
@@ -129,15 +162,14 @@ pub(super) async fn insert(
          RETURNING id",
     )
     .bind(json(&rows)?)
-    .bind(account_id)
-    .bind(user_id)
-    .bind(to_ms(created))
     .fetch_all(&mut *conn)
     .await?;
-    Ok(written
-        .iter()
-        .filter(|(id,)| new_ids.contains(id.as_str()))
-        .count() as u64)
+    for (id,) in &written {
+        if let Some(&i) = new_ids.get(id) {
+            counts[i] += 1;
+        }
+    }
+    Ok(counts)
 }
 
 impl Transactions<'_> {

@@ -35,6 +35,7 @@ pub struct ClaimedAccount {
 
 #[derive(sqlx::FromRow)]
 struct ClaimRow {
+    id: String,
     user_id: String,
     partner_id: String,
     bank_id: String,
@@ -114,6 +115,17 @@ pub enum Outcome<'a> {
     },
 }
 
+/// One account's fetch, ended: what [`WorkQueue::finish_many`] commits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ended<'a> {
+    /// The account, as claimed.
+    pub account: &'a ClaimedAccount,
+    /// How its fetch ended.
+    pub outcome: Outcome<'a>,
+    /// When, and under which quota.
+    pub ending: Ending,
+}
+
 /// The event an ended item produces: its type follows the job's kind (D•One's names; the
 /// `.failed` ones are ours), and only on-demand events carry the `jobId`.
 fn event(
@@ -152,78 +164,107 @@ fn event(
 
 impl WorkQueue<'_> {
     /// Claims up to `limit` accounts that have a job item waiting (or a lease that ran out),
-    /// for `owner` until `lease_until`. Every open item of a claimed account is taken: one
-    /// fetch ends them all, so an account in two jobs is not fetched twice.
+    /// for `owner` until `lease_until`, none of them at a bank of `skip` (banks whose share
+    /// of calls is taken: their work waits in the queue, not in a worker). Every open item
+    /// of a claimed account is taken: one fetch ends them all, so an account in two jobs is
+    /// not fetched twice; an account another worker holds a live lease on is never taken.
+    /// A few statements, whatever the number claimed.
     pub async fn claim(
         &self,
         owner: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
+        skip: &[String],
     ) -> Result<Vec<ClaimedAccount>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let mut tx = self.begin_write().await?;
-        let accounts: Vec<(String,)> = sqlx::query_as(
-            "SELECT DISTINCT account_id FROM refresh_job_items
-             WHERE state = 'QUEUED' OR (state = 'RUNNING' AND lease_expires_at < ?1) LIMIT ?2",
+        let claimed: Vec<(String, String)> = sqlx::query_as(
+            "WITH picked AS (
+               SELECT DISTINCT i.account_id FROM refresh_job_items i
+               JOIN accounts a ON a.id = i.account_id
+               WHERE (i.state = 'QUEUED' OR (i.state = 'RUNNING' AND i.lease_expires_at < ?1))
+                 AND a.bank_id NOT IN (SELECT value FROM json_each(?3))
+                 AND NOT EXISTS (SELECT 1 FROM refresh_job_items l
+                   WHERE l.account_id = i.account_id AND l.state = 'RUNNING' AND l.lease_expires_at >= ?1)
+               LIMIT ?2
+             )
+             UPDATE refresh_job_items SET state = 'RUNNING', lease_owner = ?4, lease_expires_at = ?5,
+               attempts = attempts + 1, started_at = COALESCE(started_at, ?1)
+             WHERE account_id IN (SELECT account_id FROM picked) AND state IN ('QUEUED', 'RUNNING')
+             RETURNING account_id, job_id",
         )
         .bind(to_ms(now))
         .bind(limit)
+        .bind(json(skip)?)
+        .bind(owner)
+        .bind(to_ms(lease_until))
         .fetch_all(&mut *tx)
         .await?;
-        let mut claimed = Vec::with_capacity(accounts.len());
-        for (account_id,) in accounts {
-            sqlx::query(
-                "UPDATE refresh_job_items SET state = 'RUNNING', lease_owner = ?1, lease_expires_at = ?2,
-                   attempts = attempts + 1, started_at = COALESCE(started_at, ?3)
-                 WHERE account_id = ?4 AND state IN ('QUEUED', 'RUNNING')",
-            )
-            .bind(owner)
-            .bind(to_ms(lease_until))
-            .bind(to_ms(now))
-            .bind(&account_id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE refresh_jobs SET status = 'RUNNING' WHERE status = 'QUEUED'
-                 AND id IN (SELECT job_id FROM refresh_job_items WHERE account_id = ?1 AND lease_owner = ?2)",
-            )
-            .bind(&account_id)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
-            let row: Option<ClaimRow> = sqlx::query_as(
-                "SELECT a.user_id, u.partner_id, a.bank_id, a.bank_account_id, a.bank_consent_id,
-                   a.last_transaction_refresh_date
-                 FROM accounts a JOIN users u ON u.id = a.user_id WHERE a.id = ?1",
-            )
-            .bind(&account_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = row {
-                claimed.push(ClaimedAccount {
-                    account_id,
-                    user_id: row.user_id,
-                    partner_id: row.partner_id,
-                    bank: AccountAtBank {
-                        bank_id: row.bank_id,
-                        account_id: row.bank_account_id,
-                        consent_id: row.bank_consent_id,
-                    },
-                    last_refresh: row.last_transaction_refresh_date.map(from_ms),
-                });
-            }
+        if claimed.is_empty() {
+            tx.rollback().await?;
+            return Ok(Vec::new());
         }
+        let jobs: Vec<&str> = claimed.iter().map(|(_, job)| job.as_str()).collect();
+        sqlx::query(
+            "UPDATE refresh_jobs SET status = 'RUNNING' WHERE status = 'QUEUED'
+               AND id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(json(&jobs)?)
+        .execute(&mut *tx)
+        .await?;
+        let mut accounts: Vec<&str> = claimed.iter().map(|(a, _)| a.as_str()).collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        let rows: Vec<ClaimRow> = sqlx::query_as(
+            "SELECT a.id, a.user_id, u.partner_id, a.bank_id, a.bank_account_id, a.bank_consent_id,
+               a.last_transaction_refresh_date
+             FROM accounts a JOIN users u ON u.id = a.user_id
+             WHERE a.id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(json(&accounts)?)
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(claimed)
+        Ok(rows
+            .into_iter()
+            .map(|row| ClaimedAccount {
+                account_id: row.id,
+                user_id: row.user_id,
+                partner_id: row.partner_id,
+                bank: AccountAtBank {
+                    bank_id: row.bank_id,
+                    account_id: row.bank_account_id,
+                    consent_id: row.bank_consent_id,
+                },
+                last_refresh: row.last_transaction_refresh_date.map(from_ms),
+            })
+            .collect())
     }
 
-    /// Ends every open item of `account` (held by `owner`, or queued meanwhile), in one transaction: stores new
-    /// transactions, moves `lastTransactionRefreshDate` (on success), clears the in-flight
-    /// marker, sets the items' and jobs' states, and appends one event per job. Returns
-    /// `false` (writing nothing) when the lease was lost to another worker meanwhile.
-    ///
-    /// A fetch that would take the partner past `ending.transactions_quota` stores nothing
-    /// and fails the items with `SANDBOX_QUOTA_EXCEEDED`.
+    /// Extends every lease `owner` holds to `until` (one statement): a worker's accounts
+    /// waiting for their bank's share, or retrying, stay its own while it lives.
+    pub async fn extend_leases(
+        &self,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE refresh_job_items SET lease_expires_at = ?2
+             WHERE state = 'RUNNING' AND lease_owner = ?1",
+        )
+        .bind(owner)
+        .bind(to_ms(until))
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Ends every open item of `account` (held by `owner`, or queued meanwhile); see
+    /// [`WorkQueue::finish_many`]. Returns `false` (writing nothing) when the lease was lost
+    /// to another worker meanwhile.
     pub async fn finish(
         &self,
         owner: &str,
@@ -231,134 +272,240 @@ impl WorkQueue<'_> {
         outcome: Outcome<'_>,
         ending: Ending,
     ) -> Result<bool, StoreError> {
-        let Ending {
-            now,
-            as_of,
-            transactions_quota,
-        } = ending;
-        let mut tx = self.begin_write().await?;
-        let held: Option<(i64,)> = sqlx::query_as(
-            "SELECT 1 FROM refresh_job_items WHERE account_id = ?1 AND state = 'RUNNING' AND lease_owner = ?2 LIMIT 1",
-        )
-        .bind(&account.account_id)
-        .bind(owner)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if held.is_none() {
-            return Ok(false);
+        let ended = self
+            .finish_many(
+                owner,
+                &[Ended {
+                    account,
+                    outcome,
+                    ending,
+                }],
+            )
+            .await?;
+        Ok(ended.first().copied().unwrap_or(false))
+    }
+
+    /// Ends the fetches of many accounts in one transaction, with a few statements whatever
+    /// their number (the refresh endpoint's group commit, applied to ingestion). For each
+    /// account still held by `owner`: its new transactions stored, `lastTransactionRefreshDate`
+    /// moved (on success) and the in-flight marker cleared, every open item of it ended —
+    /// those queued meanwhile too (a second job that triggered it again: the account is not
+    /// fetched twice) — its jobs' states set, and one event per job appended. An account
+    /// whose lease was lost to another worker meanwhile is left alone (`false` in the
+    /// answer, in the order given).
+    ///
+    /// A fetch that would take the partner past `ending.transactions_quota` stores nothing
+    /// and fails the items with `SANDBOX_QUOTA_EXCEEDED`.
+    pub async fn finish_many(
+        &self,
+        owner: &str,
+        ended: &[Ended<'_>],
+    ) -> Result<Vec<bool>, StoreError> {
+        if ended.is_empty() {
+            return Ok(Vec::new());
         }
-        // Items queued for this account while its fetch ran (a second job that triggered it
-        // again) end with this fetch too: the account is not fetched twice.
-        let jobs: Vec<(String, String)> = sqlx::query_as(
-            "SELECT i.job_id, j.kind FROM refresh_job_items i JOIN refresh_jobs j ON j.id = i.job_id
-             WHERE i.account_id = ?1 AND (i.state = 'QUEUED' OR (i.state = 'RUNNING' AND i.lease_owner = ?2))",
+        let ids: Vec<&str> = ended
+            .iter()
+            .map(|e| e.account.account_id.as_str())
+            .collect();
+        let mut tx = self.begin_write().await?;
+        let held: std::collections::HashSet<String> = sqlx::query_as::<_, (String,)>(
+            "SELECT DISTINCT account_id FROM refresh_job_items
+             WHERE account_id IN (SELECT value FROM json_each(?1)) AND state = 'RUNNING' AND lease_owner = ?2",
         )
-        .bind(&account.account_id)
+        .bind(json(&ids)?)
+        .bind(owner)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|(id,)| id)
+        .collect();
+        let answer: Vec<bool> = ended
+            .iter()
+            .map(|e| held.contains(&e.account.account_id))
+            .collect();
+        let ended: Vec<&Ended<'_>> = ended
+            .iter()
+            .filter(|e| held.contains(&e.account.account_id))
+            .collect();
+        if ended.is_empty() {
+            tx.rollback().await?;
+            return Ok(answer);
+        }
+        let held: Vec<&str> = ended
+            .iter()
+            .map(|e| e.account.account_id.as_str())
+            .collect();
+        let items: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT i.account_id, i.job_id, j.kind FROM refresh_job_items i JOIN refresh_jobs j ON j.id = i.job_id
+             WHERE i.account_id IN (SELECT value FROM json_each(?1))
+               AND (i.state = 'QUEUED' OR (i.state = 'RUNNING' AND i.lease_owner = ?2))
+             ORDER BY i.account_id, i.job_id",
+        )
+        .bind(json(&held)?)
         .bind(owner)
         .fetch_all(&mut *tx)
         .await?;
-        let outcome = match (outcome, transactions_quota) {
-            (Outcome::Fetched(fetched), Some(quota)) if !fetched.transactions.is_empty() => {
-                let held = super::transactions::held_by(&mut tx, &account.partner_id).await?;
-                if held + fetched.transactions.len() as i64 > i64::from(quota) {
-                    Outcome::Failed {
-                        code: QUOTA_EXCEEDED,
-                        retryable: false,
-                        consent_revoked: false,
+        // The sandbox's quota, per partner, counting what this batch stores as it goes.
+        let mut quota_held: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+        let mut outcomes: Vec<Outcome<'_>> = Vec::with_capacity(ended.len());
+        for e in &ended {
+            let outcome = match (&e.outcome, e.ending.transactions_quota) {
+                (Outcome::Fetched(fetched), Some(quota)) if !fetched.transactions.is_empty() => {
+                    let partner = e.account.partner_id.as_str();
+                    let held = match quota_held.get(partner) {
+                        Some(n) => *n,
+                        None => super::transactions::held_by(&mut tx, partner).await?,
+                    };
+                    let after = held + fetched.transactions.len() as i64;
+                    if after > i64::from(quota) {
+                        quota_held.insert(partner, held);
+                        Outcome::Failed {
+                            code: QUOTA_EXCEEDED,
+                            retryable: false,
+                            consent_revoked: false,
+                        }
+                    } else {
+                        quota_held.insert(partner, after);
+                        e.outcome.clone()
                     }
-                } else {
-                    Outcome::Fetched(fetched)
                 }
-            }
-            (outcome, _) => outcome,
-        };
-        let mut new_transactions: i64 = 0;
-        match &outcome {
-            Outcome::Fetched(fetch) => {
-                // The bank's id deduplicates against what is already stored.
-                let inserted = super::transactions::insert(
-                    &mut tx,
-                    &account.account_id,
-                    &account.user_id,
-                    fetch.transactions,
-                    as_of,
-                )
-                .await?;
-                new_transactions = i64::try_from(inserted).unwrap_or(0);
-                sqlx::query(
-                    "UPDATE accounts SET last_transaction_refresh_date = ?2, in_flight_since = NULL,
-                       balance = COALESCE(?3, balance) WHERE id = ?1",
-                )
-                .bind(&account.account_id)
-                .bind(to_ms(as_of))
-                .bind(fetch.balance)
-                .execute(&mut *tx)
-                .await?;
-            }
-            Outcome::Failed {
-                consent_revoked, ..
-            } => {
-                sqlx::query(
-                    "UPDATE accounts SET in_flight_since = NULL,
-                       consent_status = CASE WHEN ?2 THEN 'EXPIRED' ELSE consent_status END WHERE id = ?1",
-                )
-                .bind(&account.account_id)
-                .bind(*consent_revoked)
-                .execute(&mut *tx)
-                .await?;
+                (outcome, _) => outcome.clone(),
+            };
+            outcomes.push(outcome);
+        }
+        let batches: Vec<super::transactions::Batch<'_>> = ended
+            .iter()
+            .zip(&outcomes)
+            .map(|(e, outcome)| super::transactions::Batch {
+                account_id: &e.account.account_id,
+                user_id: &e.account.user_id,
+                transactions: match outcome {
+                    Outcome::Fetched(fetch) => fetch.transactions,
+                    Outcome::Failed { .. } => &[],
+                },
+                created: e.ending.as_of,
+            })
+            .collect();
+        let new_counts = super::transactions::insert_many(&mut tx, &batches).await?;
+        // The accounts: [id, fetched, as_of, balance, consent revoked].
+        let accounts: Vec<serde_json::Value> = ended
+            .iter()
+            .zip(&outcomes)
+            .map(|(e, outcome)| match outcome {
+                Outcome::Fetched(fetch) => serde_json::json!([
+                    e.account.account_id,
+                    1,
+                    to_ms(e.ending.as_of),
+                    fetch.balance,
+                    0
+                ]),
+                Outcome::Failed {
+                    consent_revoked, ..
+                } => serde_json::json!([
+                    e.account.account_id,
+                    0,
+                    null,
+                    null,
+                    i32::from(*consent_revoked)
+                ]),
+            })
+            .collect();
+        sqlx::query(
+            "UPDATE accounts SET
+               last_transaction_refresh_date = CASE WHEN r.fetched THEN r.as_of ELSE accounts.last_transaction_refresh_date END,
+               balance = CASE WHEN r.fetched THEN COALESCE(r.new_balance, accounts.balance) ELSE accounts.balance END,
+               consent_status = CASE WHEN r.revoked THEN 'EXPIRED' ELSE accounts.consent_status END,
+               in_flight_since = NULL
+             FROM (SELECT value ->> 0 AS id, value ->> 1 AS fetched, value ->> 2 AS as_of,
+                     value ->> 3 AS new_balance, value ->> 4 AS revoked FROM json_each(?1)) AS r
+             WHERE accounts.id = r.id",
+        )
+        .bind(json(&accounts)?)
+        .execute(&mut *tx)
+        .await?;
+        // The items, and the event of each (in the order of the batch).
+        let mut item_rows: Vec<serde_json::Value> = Vec::new();
+        let mut events: Vec<serde_json::Value> = Vec::new();
+        let mut jobs: Vec<&str> = Vec::new();
+        let mut last_now = ended[0].ending.now;
+        for ((e, outcome), new_transactions) in ended.iter().zip(&outcomes).zip(&new_counts) {
+            let new_transactions = i64::try_from(*new_transactions).unwrap_or(0);
+            let (state, code, retryable) = match outcome {
+                Outcome::Fetched(_) => ("SUCCEEDED", None, None),
+                Outcome::Failed {
+                    code, retryable, ..
+                } => ("FAILED", Some(*code), Some(i32::from(*retryable))),
+            };
+            last_now = last_now.max(e.ending.now);
+            for (_, job_id, kind) in items.iter().filter(|(a, _, _)| *a == e.account.account_id) {
+                item_rows.push(serde_json::json!([
+                    job_id,
+                    e.account.account_id,
+                    state,
+                    to_ms(e.ending.now),
+                    (state == "SUCCEEDED").then_some(new_transactions),
+                    code,
+                    retryable
+                ]));
+                if !jobs.contains(&job_id.as_str()) {
+                    jobs.push(job_id);
+                }
+                let (event_type, payload) = event(
+                    JobKind::parse(kind),
+                    job_id,
+                    e.account,
+                    outcome,
+                    new_transactions,
+                    e.ending.as_of,
+                );
+                events.push(serde_json::json!([
+                    Uuid::new_v4().to_string(),
+                    e.account.partner_id,
+                    event_type,
+                    payload.to_string(),
+                    to_ms(e.ending.now)
+                ]));
             }
         }
-        let (state, code, retryable) = match &outcome {
-            Outcome::Fetched(_) => ("SUCCEEDED", None, None),
-            Outcome::Failed {
-                code, retryable, ..
-            } => ("FAILED", Some(*code), Some(*retryable)),
-        };
-        for (job_id, kind) in &jobs {
-            sqlx::query(
-                "UPDATE refresh_job_items SET state = ?3, finished_at = ?4, new_transactions = ?5, error_code = ?6,
-                   error_retryable = ?7, lease_owner = NULL, lease_expires_at = NULL
-                 WHERE job_id = ?1 AND account_id = ?2",
-            )
-            .bind(job_id)
-            .bind(&account.account_id)
-            .bind(state)
-            .bind(to_ms(now))
-            .bind((state == "SUCCEEDED").then_some(new_transactions))
-            .bind(code)
-            .bind(retryable)
-            .execute(&mut *tx)
-            .await?;
-            // The job ends when none of its items is open: all succeeded, all failed, or a mix.
-            sqlx::query(
-                "UPDATE refresh_jobs SET
-                   status = CASE
-                     WHEN EXISTS (SELECT 1 FROM refresh_job_items WHERE job_id = ?1 AND state IN ('QUEUED', 'RUNNING')) THEN 'RUNNING'
-                     WHEN NOT EXISTS (SELECT 1 FROM refresh_job_items WHERE job_id = ?1 AND state = 'FAILED') THEN 'SUCCEEDED'
-                     WHEN NOT EXISTS (SELECT 1 FROM refresh_job_items WHERE job_id = ?1 AND state = 'SUCCEEDED') THEN 'FAILED'
-                     ELSE 'PARTIALLY_FAILED' END,
-                   finished_at = CASE
-                     WHEN EXISTS (SELECT 1 FROM refresh_job_items WHERE job_id = ?1 AND state IN ('QUEUED', 'RUNNING')) THEN NULL
-                     ELSE ?2 END
-                 WHERE id = ?1",
-            )
-            .bind(job_id)
-            .bind(to_ms(now))
-            .execute(&mut *tx)
-            .await?;
-            let (event_type, payload) = event(
-                JobKind::parse(kind),
-                job_id,
-                account,
-                &outcome,
-                new_transactions,
-                as_of,
-            );
-            super::events::insert(&mut tx, &account.partner_id, &event_type, &payload, now).await?;
-        }
+        sqlx::query(
+            "UPDATE refresh_job_items SET state = r.state, finished_at = r.at, new_transactions = r.n,
+               error_code = r.code, error_retryable = r.retryable, lease_owner = NULL, lease_expires_at = NULL
+             FROM (SELECT value ->> 0 AS job, value ->> 1 AS account, value ->> 2 AS state, value ->> 3 AS at,
+                     value ->> 4 AS n, value ->> 5 AS code, value ->> 6 AS retryable FROM json_each(?1)) AS r
+             WHERE refresh_job_items.job_id = r.job AND refresh_job_items.account_id = r.account",
+        )
+        .bind(json(&item_rows)?)
+        .execute(&mut *tx)
+        .await?;
+        // A job ends when none of its items is open: all succeeded, all failed, or a mix.
+        sqlx::query(
+            "UPDATE refresh_jobs SET
+               status = CASE
+                 WHEN EXISTS (SELECT 1 FROM refresh_job_items WHERE job_id = refresh_jobs.id AND state IN ('QUEUED', 'RUNNING')) THEN 'RUNNING'
+                 WHEN NOT EXISTS (SELECT 1 FROM refresh_job_items WHERE job_id = refresh_jobs.id AND state = 'FAILED') THEN 'SUCCEEDED'
+                 WHEN NOT EXISTS (SELECT 1 FROM refresh_job_items WHERE job_id = refresh_jobs.id AND state = 'SUCCEEDED') THEN 'FAILED'
+                 ELSE 'PARTIALLY_FAILED' END,
+               finished_at = CASE
+                 WHEN EXISTS (SELECT 1 FROM refresh_job_items WHERE job_id = refresh_jobs.id AND state IN ('QUEUED', 'RUNNING')) THEN NULL
+                 ELSE ?2 END
+             WHERE id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(json(&jobs)?)
+        .bind(to_ms(last_now))
+        .execute(&mut *tx)
+        .await?;
+        // One statement for every event: their webhook deliveries by the fan-out trigger.
+        sqlx::query(
+            "INSERT INTO events (id, partner_id, type, payload, created_at)
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 FROM json_each(?1)",
+        )
+        .bind(json(&events)?)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         self.events_committed();
-        Ok(true)
+        Ok(answer)
     }
 
     /// Creates one `SCHEDULED` job per user for the accounts whose consent is valid, that are
@@ -422,6 +569,9 @@ impl WorkQueue<'_> {
         }
         jobs::insert(&mut tx, &new_jobs, now).await?;
         tx.commit().await?;
+        if !new_jobs.is_empty() {
+            self.want_work();
+        }
         Ok(due.len())
     }
 }

@@ -5,6 +5,7 @@ mod bank;
 mod banks;
 mod connections;
 mod demo;
+mod engine;
 mod events;
 mod harness;
 mod isolation;

@@ -265,7 +265,7 @@ async fn a_stale_lease_owner_cannot_end_an_item_another_worker_took() {
     let taken = app
         .store
         .work()
-        .claim(first.owner(), now, now + first.lease, 10)
+        .claim(first.owner(), now, now + first.lease, 10, &[])
         .await
         .unwrap();
     assert_eq!(taken.len(), 1);
@@ -305,7 +305,7 @@ async fn an_account_triggered_again_while_its_fetch_runs_is_fetched_once_for_bot
     let taken = app
         .store
         .work()
-        .claim(w.owner(), now, now + w.lease, 10)
+        .claim(w.owner(), now, now + w.lease, 10, &[])
         .await
         .unwrap();
     app.clock.shift(minutes(1));

@@ -73,6 +73,9 @@ pub struct Fault {
     pub account_id: Option<String>,
     /// Added latency before answering, in milliseconds.
     pub latency_ms: Option<u64>,
+    /// Spread of the latency, in percent: each answer waits `latencyMs` ± up to this share
+    /// (as real banks' answers vary), e.g. 30.
+    pub jitter_percent: Option<u8>,
     /// How to fail; absent: answer normally (after the latency).
     pub kind: Option<FaultKind>,
     /// `Retry-After` seconds for `RATE_LIMITED`.
@@ -324,7 +327,9 @@ async fn transactions(
     }
     if let Some(fault) = bank.fault_for(partner, &account_id) {
         if let Some(ms) = fault.latency_ms {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+            let spread = f64::from(fault.jitter_percent.unwrap_or(0).min(100)) / 100.0;
+            let factor = 1.0 + spread * (2.0 * crate::random::random_unit() - 1.0);
+            tokio::time::sleep(Duration::from_millis(ms).mul_f64(factor)).await;
         }
         match fault.kind {
             Some(FaultKind::ServerError) => {
