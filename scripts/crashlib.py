@@ -47,9 +47,10 @@ def start_bank(bin_path, work, callback):
     return p, shlex.split(line)[1:]
 
 
-def connect_through_journey(base, key, user, persona, partner_back):
-    """What an end user's browser does: the session's connectionUrl, the bank, approval of both
-    accounts, the callback; returns the session id once the partner is reached."""
+def connect_through_journey(base, key, user, persona, partner_back, bank_id=None):
+    """What an end user's browser does: the session's connectionUrl, the bank (`bank_id`, or
+    the first `GET /v1/banks` lists), approval of both accounts, the callback; returns the
+    session id once the partner is reached."""
     import http.client, urllib.parse
     status, session = call(base, "POST", "/v1/sessions", key, {"userId": user, "partnerRedirectUrl": partner_back})
     assert status == 201, (status, session)
@@ -66,7 +67,7 @@ def connect_through_journey(base, key, user, persona, partner_back):
 
     status, _ = request(url, "GET", f"{url.path}?{url.query}")
     assert status == 200, status
-    bank_id = json.loads(json.dumps(call(base, "GET", "/v1/banks", key)[1]))["data"][0]["bankId"]
+    bank_id = bank_id or call(base, "GET", "/v1/banks", key)[1]["data"][0]["bankId"]
     status, to_bank = request(url, "POST", f"{url.path}/bank",
                               urllib.parse.urlencode({"partnerToken": token, "bankId": bank_id}))
     assert status == 303, status

@@ -4,8 +4,11 @@
 //! its own few slots for its 5-second timeout while everyone else's deliveries flow. `run_pending` is one whole round, for
 //! tests; `spawn` runs continuously, woken by each commit that appends events.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Semaphore;
 
 use chrono::TimeDelta;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
@@ -18,6 +21,9 @@ use crate::model::webhooks::ErrorKind;
 use crate::random::random_unit;
 use crate::store::webhooks::{AttemptRecord, ClaimQuota, ClaimedDelivery, InFlight};
 use crate::store::{Store, StoreError};
+
+/// How many times its shares a running deliverer claims ahead of what it sends.
+const PREFETCH: usize = 4;
 
 /// How deliveries are made.
 #[derive(Clone, Copy, Debug)]
@@ -184,11 +190,17 @@ impl Deliverer {
 
     async fn run(self) {
         let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel::<AttemptRecord>();
+        // Claimed and not yet recorded: up to PREFETCH times the shares, so that a claim (a
+        // commit) serves many attempts; what is sent at once stays within the shares, held
+        // by these semaphores.
         let mut in_flight = InFlight::default();
+        let sending = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let mut per_subscription: HashMap<String, Arc<Semaphore>> = HashMap::new();
+        let mut per_partner: HashMap<String, Arc<Semaphore>> = HashMap::new();
         let mut events = self.store.watch_events();
         loop {
             events.mark_unchanged();
-            let free = self.config.concurrency.saturating_sub(in_flight.total());
+            let free = (self.config.concurrency * PREFETCH).saturating_sub(in_flight.total());
             if free > 0 {
                 let now = self.clock.now();
                 match self
@@ -198,16 +210,41 @@ impl Deliverer {
                         &self.owner,
                         now,
                         now + self.config.lease,
-                        self.quota(free, &in_flight),
+                        ClaimQuota {
+                            limit: free,
+                            per_subscription: self.config.per_subscription * PREFETCH,
+                            per_partner: self.config.per_partner * PREFETCH,
+                            in_flight: &in_flight,
+                        },
                     )
                     .await
                 {
                     Ok(claimed) => {
                         for d in claimed {
                             in_flight.add(&d.subscription_id, &d.partner_id);
+                            let share =
+                                |map: &mut HashMap<String, Arc<Semaphore>>, key: &str, n: usize| {
+                                    Arc::clone(
+                                        map.entry(key.to_owned())
+                                            .or_insert_with(|| Arc::new(Semaphore::new(n.max(1)))),
+                                    )
+                                };
+                            let slots = [
+                                share(
+                                    &mut per_subscription,
+                                    &d.subscription_id,
+                                    self.config.per_subscription,
+                                ),
+                                share(&mut per_partner, &d.partner_id, self.config.per_partner),
+                                Arc::clone(&sending),
+                            ];
                             let me = self.clone();
                             let done_tx = done_tx.clone();
                             tokio::spawn(async move {
+                                let mut held = Vec::with_capacity(slots.len());
+                                for slot in slots {
+                                    held.push(slot.acquire_owned().await);
+                                }
                                 let _ = done_tx.send(me.attempt(d).await);
                             });
                         }

@@ -65,6 +65,9 @@ impl Deliveries<'_> {
     /// flight for them already — so that a slow receiver, or one partner's many slow
     /// receivers, cannot take every slot. Each claim holds until `lease_until`; its attempt
     /// is logged as `IN_PROGRESS` now, so that one cut off by a crash stays accounted for.
+    /// Its cost does not grow with the backlog: one probe of the due index per active
+    /// subscription with something due (the longest-waiting first), then one claim of the
+    /// oldest due rows of each that has room, read off the same index.
     pub async fn claim(
         &self,
         owner: &str,
@@ -75,47 +78,64 @@ impl Deliveries<'_> {
         if quota.limit == 0 {
             return Ok(Vec::new());
         }
-        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         let mut tx = self.begin_write().await?;
-        let rows: Vec<ClaimRow> = sqlx::query_as(
-            "WITH busy AS (SELECT key AS s, value AS n FROM json_each(?4)),
-             busy_partner AS (SELECT key AS p, value AS n FROM json_each(?7)),
-             due AS (
-               SELECT d.subscription_id AS s, sub.partner_id AS p, d.event_id AS e, d.next_attempt_at AS t,
-                 ROW_NUMBER() OVER (PARTITION BY d.subscription_id ORDER BY d.next_attempt_at, d.event_id) AS n
+        // The active subscriptions with something due, the longest-waiting first: one probe
+        // of the due index each (its oldest row), whatever the backlog behind it.
+        let subscriptions: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, partner_id FROM (
+               SELECT sub.id, sub.partner_id,
+                 (SELECT MIN(d.next_attempt_at) FROM webhook_deliveries d
+                  WHERE d.subscription_id = sub.id AND d.status = 'PENDING') AS due
                FROM webhook_subscriptions sub
-               JOIN webhook_deliveries d ON d.subscription_id = sub.id
-                 AND d.status = 'PENDING' AND d.next_attempt_at <= ?1
-               WHERE sub.paused = 0 AND sub.disabled_at IS NULL
-                 AND sub.id NOT IN (SELECT s FROM busy WHERE n >= ?5)
-                 AND sub.partner_id NOT IN (SELECT p FROM busy_partner WHERE n >= ?8)
-             ),
-             fits AS (
-               SELECT s, p, e, t, ROW_NUMBER() OVER (PARTITION BY p ORDER BY t, e) AS m
-               FROM due
-               WHERE n + COALESCE((SELECT n FROM busy WHERE busy.s = due.s), 0) <= ?5
-             ),
-             picked AS (
-               SELECT s, e FROM fits
-               WHERE m + COALESCE((SELECT n FROM busy_partner WHERE busy_partner.p = fits.p), 0) <= ?8
-               ORDER BY t LIMIT ?3
-             )
-             UPDATE webhook_deliveries SET lease_owner = ?2, next_attempt_at = ?6,
-               attempts = attempts + 1, updated_at = ?1
-             WHERE (subscription_id, event_id) IN (SELECT s, e FROM picked)
-             RETURNING subscription_id, event_id, event_type, payload, event_created_at, attempts,
-               attempts - ladder_start AS ladder_step",
+               WHERE sub.paused = 0 AND sub.disabled_at IS NULL)
+             WHERE due <= ?1 ORDER BY due",
         )
         .bind(to_ms(now))
-        .bind(owner)
-        .bind(count(quota.limit))
-        .bind(json(&quota.in_flight.subscriptions)?)
-        .bind(count(quota.per_subscription))
-        .bind(to_ms(lease_until))
-        .bind(json(&quota.in_flight.partners)?)
-        .bind(count(quota.per_partner))
         .fetch_all(&mut *tx)
         .await?;
+        let mut left = quota.limit;
+        let mut taken_by_partner: HashMap<&str, usize> = HashMap::new();
+        let mut rows: Vec<ClaimRow> = Vec::new();
+        for (subscription, partner) in &subscriptions {
+            let busy = |map: &HashMap<String, usize>, key: &str| map.get(key).copied().unwrap_or(0);
+            let taken = taken_by_partner.get(partner.as_str()).copied().unwrap_or(0);
+            let room = quota
+                .per_subscription
+                .saturating_sub(busy(&quota.in_flight.subscriptions, subscription))
+                .min(
+                    quota
+                        .per_partner
+                        .saturating_sub(busy(&quota.in_flight.partners, partner) + taken),
+                )
+                .min(left);
+            if room == 0 {
+                continue;
+            }
+            // Its `room` oldest due deliveries, read off the due index in order.
+            let claimed: Vec<ClaimRow> = sqlx::query_as(
+                "UPDATE webhook_deliveries SET lease_owner = ?2, next_attempt_at = ?4,
+                   attempts = attempts + 1, updated_at = ?1
+                 WHERE subscription_id = ?3 AND event_id IN (
+                   SELECT event_id FROM webhook_deliveries
+                   WHERE subscription_id = ?3 AND status = 'PENDING' AND next_attempt_at <= ?1
+                   ORDER BY next_attempt_at, event_id LIMIT ?5)
+                 RETURNING subscription_id, event_id, event_type, payload, event_created_at, attempts,
+                   attempts - ladder_start AS ladder_step",
+            )
+            .bind(to_ms(now))
+            .bind(owner)
+            .bind(subscription)
+            .bind(to_ms(lease_until))
+            .bind(i64::try_from(room).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await?;
+            left -= claimed.len().min(left);
+            *taken_by_partner.entry(partner.as_str()).or_default() += claimed.len();
+            rows.extend(claimed);
+            if left == 0 {
+                break;
+            }
+        }
         if rows.is_empty() {
             tx.rollback().await?;
             return Ok(Vec::new());
