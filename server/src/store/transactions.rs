@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, SqliteConnection};
 use uuid::Uuid;
 
-use super::{StoreError, Transactions, json, new_id};
+use super::{StoreError, Transactions, new_id};
 use crate::bank::FetchedTransaction;
 use crate::model::{Transaction, TransactionStatus, from_ms, to_ms};
 
@@ -123,47 +123,56 @@ pub(super) async fn insert_many(
     if batches.iter().all(|b| b.transactions.is_empty()) {
         return Ok(counts);
     }
-    let mut rows: Vec<serde_json::Value> = Vec::new();
     // Our new id → the batch it belongs to.
     let mut new_ids: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut rows: Vec<(String, usize, &FetchedTransaction)> = Vec::new();
     for (i, b) in batches.iter().enumerate() {
         for t in b.transactions {
             let id = new_id().to_string();
             new_ids.insert(id.clone(), i);
-            rows.push(serde_json::json!([
-                id,
-                t.bank_transaction_id,
-                to_ms(t.booked_at),
-                t.amount,
-                t.currency,
-                t.description,
-                t.merchant_name,
-                t.category,
-                if t.pending { "PENDING" } else { "BOOKED" },
-                t.reference.as_deref().unwrap_or(&t.bank_transaction_id),
-                b.account_id,
-                b.user_id,
-                to_ms(b.created)
-            ]));
+            rows.push((id, i, t));
         }
     }
-    // The rows that come back with one of our new ids are new; the others were updated.
-    let written: Vec<(String,)> = sqlx::query_as(
-        "INSERT OR IGNORE INTO transactions (id, account_id, user_id, bank_transaction_id, created, booked_at,
-           amount, currency, description, merchant_name, category, status, match_key)
-         SELECT value ->> 0, value ->> 10, value ->> 11, value ->> 1, value ->> 12, value ->> 2, value ->> 3,
-           value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9
-         FROM json_each(?1) WHERE true
-         ON CONFLICT (account_id, match_key) DO UPDATE SET
-           bank_transaction_id = excluded.bank_transaction_id, booked_at = excluded.booked_at,
-           amount = excluded.amount, description = excluded.description,
-           merchant_name = excluded.merchant_name, category = excluded.category, status = excluded.status
-         WHERE transactions.status = 'PENDING' AND excluded.status = 'BOOKED'
-         RETURNING id",
-    )
-    .bind(json(&rows)?)
-    .fetch_all(&mut *conn)
-    .await?;
+    // Bound values, not JSON: SQLite parses nothing. Chunks keep each statement under
+    // SQLite's 32,766 variables (13 a row).
+    let mut written: Vec<(String,)> = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(2_000) {
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT OR IGNORE INTO transactions (id, account_id, user_id, bank_transaction_id, created,
+               booked_at, amount, currency, description, merchant_name, category, status, match_key) ",
+        );
+        insert.push_values(chunk, |mut row, (id, i, t)| {
+            let b = &batches[*i];
+            row.push_bind(id.as_str())
+                .push_bind(b.account_id)
+                .push_bind(b.user_id)
+                .push_bind(t.bank_transaction_id.as_str())
+                .push_bind(to_ms(b.created))
+                .push_bind(to_ms(t.booked_at))
+                .push_bind(t.amount.as_str())
+                .push_bind(t.currency.as_str())
+                .push_bind(t.description.as_str())
+                .push_bind(t.merchant_name.as_deref())
+                .push_bind(t.category.as_deref())
+                .push_bind(if t.pending { "PENDING" } else { "BOOKED" })
+                .push_bind(t.reference.as_deref().unwrap_or(&t.bank_transaction_id));
+        });
+        insert.push(
+            " ON CONFLICT (account_id, match_key) DO UPDATE SET
+               bank_transaction_id = excluded.bank_transaction_id, booked_at = excluded.booked_at,
+               amount = excluded.amount, description = excluded.description,
+               merchant_name = excluded.merchant_name, category = excluded.category, status = excluded.status
+             WHERE transactions.status = 'PENDING' AND excluded.status = 'BOOKED'
+             RETURNING id",
+        );
+        // The rows that come back with one of our new ids are new; the others were updated.
+        written.extend(
+            insert
+                .build_query_as::<(String,)>()
+                .fetch_all(&mut *conn)
+                .await?,
+        );
+    }
     for (id,) in &written {
         if let Some(&i) = new_ids.get(id) {
             counts[i] += 1;

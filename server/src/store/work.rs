@@ -428,6 +428,16 @@ impl WorkQueue<'_> {
         let mut item_rows: Vec<serde_json::Value> = Vec::new();
         let mut events: Vec<serde_json::Value> = Vec::new();
         let mut jobs: Vec<&str> = Vec::new();
+        let mut seen_jobs: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        // Each account's open items (jobs), in job order.
+        let mut items_of: std::collections::HashMap<&str, Vec<(&str, &str)>> =
+            std::collections::HashMap::new();
+        for (account, job_id, kind) in &items {
+            items_of
+                .entry(account.as_str())
+                .or_default()
+                .push((job_id.as_str(), kind.as_str()));
+        }
         let mut last_now = ended[0].ending.now;
         for ((e, outcome), new_transactions) in ended.iter().zip(&outcomes).zip(&new_counts) {
             let new_transactions = i64::try_from(*new_transactions).unwrap_or(0);
@@ -438,7 +448,10 @@ impl WorkQueue<'_> {
                 } => ("FAILED", Some(*code), Some(i32::from(*retryable))),
             };
             last_now = last_now.max(e.ending.now);
-            for (_, job_id, kind) in items.iter().filter(|(a, _, _)| *a == e.account.account_id) {
+            for &(job_id, kind) in items_of
+                .get(e.account.account_id.as_str())
+                .map_or(&[][..], Vec::as_slice)
+            {
                 item_rows.push(serde_json::json!([
                     job_id,
                     e.account.account_id,
@@ -448,7 +461,7 @@ impl WorkQueue<'_> {
                     code,
                     retryable
                 ]));
-                if !jobs.contains(&job_id.as_str()) {
+                if seen_jobs.insert(job_id) {
                     jobs.push(job_id);
                 }
                 let (event_type, payload) = event(
