@@ -9,7 +9,7 @@ through the API; then the events are written straight into the event log in one 
 
 Usage: python3 bench/webhooks.py target/release/freshet
 """
-import json, os, signal, sqlite3, subprocess, sys, tempfile, time, uuid
+import json, os, shutil, signal, sqlite3, statistics, subprocess, sys, tempfile, time, uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
 import crashlib  # noqa: E402
@@ -54,20 +54,30 @@ def run(backlog, per_subscription):
     receiver.wait()
     arrivals = sorted(json.loads(line)[2] for line in open(out))
     succeeded = con.execute("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'SUCCEEDED'").fetchone()[0]
+    con.close()
+    shutil.rmtree(work, ignore_errors=True)
     return {"backlog": backlog, "per_subscription": per_subscription, "arrived": len(arrivals),
             "succeeded": succeeded,
             "per_s": (len(arrivals) - 1) / ((arrivals[-1] - arrivals[0]) / 1000) if len(arrivals) > 1 else 0}
 
 
-rows = []
-# CASES="8:5000,64:5000" runs only those (in-flight per subscription : backlog).
+# CASES="8:5000,64:5000" runs only those (in-flight per subscription : backlog); REPEAT=3
+# (the default) runs each that many times, in turn; the table has the medians.
 cases = [tuple(map(int, c.split(":"))) for c in os.environ.get("CASES", "8:5000,8:50000,64:5000,64:50000").split(",")]
-for per_subscription, backlog in cases:
-    if True:
+repeat = int(os.environ.get("REPEAT", "3"))
+runs = {c: [] for c in cases}
+for _ in range(repeat):
+    for per_subscription, backlog in cases:
         r = run(backlog, per_subscription)
         print(json.dumps(r), flush=True)
-        rows.append(r)
-print("\n| in flight per subscription | backlog | deliveries/s | delivered (succeeded) |")
+        runs[(per_subscription, backlog)].append(r)
+def delivered(r):
+    return f"{r['arrived']:,} ({r['succeeded']:,})"
+
+
+print("\n| in flight per subscription | backlog | deliveries/s (median; runs) | delivered (succeeded), each run |")
 print("|---|---|---|---|")
-for r in rows:
-    print(f"| {r['per_subscription']} | {r['backlog']:,} | **{r['per_s']:,.0f}** | {r['arrived']:,} ({r['succeeded']:,}) |")
+for (per_subscription, backlog), rs in runs.items():
+    rates = [r["per_s"] for r in rs]
+    print(f"| {per_subscription} | {backlog:,} | **{statistics.median(rates):,.0f}** ({' · '.join(f'{x:,.0f}' for x in rates)})"
+          f" | {' · '.join(delivered(r) for r in rs)} |")
