@@ -107,18 +107,12 @@ impl Bank for Directory {
         since: Option<DateTime<Utc>>,
     ) -> Result<Vec<FetchedTransaction>, BankError> {
         let (bank, gate) = self.connector(&account.bank_id)?;
-        let pass = gate.enter().await?;
-        let answer = bank.transactions(account, since).await;
-        gate.done(pass, answer.as_ref().map(|_| ()));
-        answer
+        gate.call(bank.transactions(account, since)).await
     }
 
     async fn balance(&self, account: &BankAccount) -> Result<Option<String>, BankError> {
         let (bank, gate) = self.connector(&account.bank_id)?;
-        let pass = gate.enter().await?;
-        let answer = bank.balance(account).await;
-        gate.done(pass, answer.as_ref().map(|_| ()));
-        answer
+        gate.call(bank.balance(account)).await
     }
 
     fn crowded(&self) -> Vec<String> {
@@ -143,10 +137,7 @@ impl Directory {
         consent_id: &str,
     ) -> Result<Vec<super::AccountInfo>, BankError> {
         let (bank, gate) = self.connector(bank_id)?;
-        let pass = gate.enter().await?;
-        let answer = bank.accounts(consent_id).await;
-        gate.done(pass, answer.as_ref().map(|_| ()));
-        answer
+        gate.call(bank.accounts(consent_id)).await
     }
 
     /// The name of bank `id`, if the directory knows it.

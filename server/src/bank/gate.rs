@@ -238,6 +238,17 @@ impl Gate {
         }
     }
 
+    /// Makes `call` (not started yet) through the gate: enters, calls, reports how it ended.
+    pub async fn call<T>(
+        self: &Arc<Self>,
+        call: impl std::future::Future<Output = Result<T, BankError>>,
+    ) -> Result<T, BankError> {
+        let pass = self.enter().await?;
+        let answer = call.await;
+        self.done(pass, answer.as_ref().map(|_| ()));
+        answer
+    }
+
     /// Where the gate stands now.
     pub fn state(&self) -> GateState {
         let inner = self.lock();

@@ -223,16 +223,8 @@ impl Services {
     /// Adds a registered bank's connector: to the directory (the workers' and the
     /// journey's), and as an Open Banking bank whose consents can be connected.
     pub fn add_open_banking(&self, name: &str, connector: Arc<OpenBankingBank>) {
-        let id = connector.bank_id().to_owned();
-        self.bank_directory.register(
-            &id,
-            name,
-            Some(Arc::clone(&connector) as Arc<dyn crate::bank::Bank>),
-            connector.limits(),
-        );
-        if let Ok(mut banks) = self.open_banking.write() {
-            banks.insert(id, connector);
-        }
+        let fetcher = Arc::clone(&connector) as Arc<dyn crate::bank::Bank>;
+        self.add_bank(name, fetcher, connector);
     }
 
     /// Adds the in-process sandbox bank (`--sandbox`) as bank `sandbox`: its journey
@@ -242,14 +234,22 @@ impl Services {
         connector: crate::bank::sandbox::in_process::SandboxConnector,
         oauth: Arc<OpenBankingBank>,
     ) {
-        self.bank_directory.register(
-            crate::bank::directory::SANDBOX,
-            banks::SANDBOX_NAME,
-            Some(Arc::new(connector)),
-            oauth.limits(),
-        );
+        self.add_bank(banks::SANDBOX_NAME, Arc::new(connector), oauth);
+    }
+
+    /// Bank `oauth`'s id fetched through `fetcher` (within its limits), and its consents
+    /// connected through `oauth`.
+    fn add_bank(
+        &self,
+        name: &str,
+        fetcher: Arc<dyn crate::bank::Bank>,
+        oauth: Arc<OpenBankingBank>,
+    ) {
+        let id = oauth.bank_id().to_owned();
+        self.bank_directory
+            .register(&id, name, Some(fetcher), oauth.limits());
         if let Ok(mut banks) = self.open_banking.write() {
-            banks.insert(crate::bank::directory::SANDBOX.to_owned(), oauth);
+            banks.insert(id, oauth);
         }
     }
 

@@ -272,13 +272,13 @@ impl TestApp {
     }
 }
 
-/// `{"consentStatus": ..., "lastTransactionRefreshDate": ...}` for the sandbox.
 /// Whether the file holds `needle` anywhere (a secret must not be at rest in clear).
 pub fn file_contains(file: &std::path::Path, needle: &str) -> bool {
     let bytes = std::fs::read(file).unwrap_or_default();
     bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
+/// `{"consentStatus": ..., "lastTransactionRefreshDate": ...}` for the sandbox.
 pub fn acct(consent: &str, last: Option<DateTime<Utc>>) -> Value {
     let mut a = json!({ "consentStatus": consent });
     if let Some(last) = last {
