@@ -191,6 +191,11 @@ impl Acme {
 #[tokio::test]
 async fn a_consented_users_accounts_are_connected_fetched_and_refreshed_with_their_tokens() {
     let log = Captured::default();
+    // A global subscriber (one that takes nothing) first: with a scoped one alone, tracing
+    // decides a callsite another test thread reaches first by that thread's (empty) default
+    // and caches "never" for it, so this test's log came out empty when tests ran in
+    // parallel. With two dispatchers registered, every callsite asks them all.
+    let _ = tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
     let _logging = tracing::subscriber::set_default(
         tracing_subscriber::fmt()
             .with_writer(log.clone())
