@@ -15,6 +15,9 @@ pub enum EventType {
     /// The first fetch after a connection ended with data.
     #[serde(rename = "v1.account_transactions.user_initiated.succeeded")]
     UserInitiatedSucceeded,
+    /// The first fetch after a connection failed (`shared/spec/connections.md`).
+    #[serde(rename = "v1.account_transactions.user_initiated.failed")]
+    UserInitiatedFailed,
     /// A scheduled refresh of one account ended with fresh data.
     #[serde(rename = "v1.account_transactions.scheduled_refresh.succeeded")]
     ScheduledRefreshSucceeded,
@@ -37,10 +40,11 @@ pub enum EventType {
 
 impl EventType {
     /// Every event type, in the order the portal offers them.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::OnDemandRefreshSucceeded,
         Self::OnDemandRefreshFailed,
         Self::UserInitiatedSucceeded,
+        Self::UserInitiatedFailed,
         Self::ScheduledRefreshSucceeded,
         Self::ScheduledRefreshFailed,
         Self::ConsentExpiring,
@@ -50,10 +54,11 @@ impl EventType {
     ];
 
     /// The types that tell of one account's fetch (the others are about consents).
-    pub const FETCHES: [Self; 5] = [
+    pub const FETCHES: [Self; 6] = [
         Self::OnDemandRefreshSucceeded,
         Self::OnDemandRefreshFailed,
         Self::UserInitiatedSucceeded,
+        Self::UserInitiatedFailed,
         Self::ScheduledRefreshSucceeded,
         Self::ScheduledRefreshFailed,
     ];
@@ -64,6 +69,7 @@ impl EventType {
             Self::OnDemandRefreshSucceeded => "v1.account_transactions.on_demand_refresh.succeeded",
             Self::OnDemandRefreshFailed => "v1.account_transactions.on_demand_refresh.failed",
             Self::UserInitiatedSucceeded => "v1.account_transactions.user_initiated.succeeded",
+            Self::UserInitiatedFailed => "v1.account_transactions.user_initiated.failed",
             Self::ScheduledRefreshSucceeded => {
                 "v1.account_transactions.scheduled_refresh.succeeded"
             }

@@ -12,6 +12,10 @@ use crate::services::{ApiRate, Limits};
 #[derive(Debug, Parser)]
 #[command(name = "freshet", version, about)]
 pub struct Cli {
+    /// How log lines are written: `json` (one object per line) or `text`; default text on a
+    /// terminal, JSON otherwise. `RUST_LOG` filters them (default `info`).
+    #[arg(long, global = true, env = "FRESHET_LOG_FORMAT", value_enum)]
+    pub log_format: Option<crate::ops::logging::LogFormat>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -259,6 +263,13 @@ pub struct ServeArgs {
     /// The address to listen on.
     #[arg(long, env = "FRESHET_BIND", default_value = "127.0.0.1:3000")]
     pub bind: SocketAddr,
+    /// A second address serving `/metrics` (Prometheus text format), `/healthz` and
+    /// `/readyz` without any token: bind it where only the scraper reaches.
+    #[arg(long, env = "FRESHET_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+    /// Serves `/metrics` on the main address too, to `Authorization: Bearer <token>`.
+    #[arg(long, env = "FRESHET_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// The base URL browsers reach this server at (the connection journey's pages and the
     /// callback banks send users back to); default `http://` and the bound address.
     #[arg(long, env = "FRESHET_PUBLIC_URL")]

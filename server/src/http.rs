@@ -14,6 +14,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::services::ServeDir;
 
 use crate::api::{self, ApiError};
+use crate::ops::Health;
+use crate::ops::routes::{MetricsAccess, OpsState};
 use crate::portal::Portal;
 use crate::portal::session::{self, TrustedClientHeader};
 use crate::services::Services as UseCases;
@@ -29,6 +31,20 @@ pub struct AppState {
     pub services: Arc<UseCases>,
     /// Where a trusted proxy puts the client's address (else: the connection's peer).
     pub trusted_client_header: TrustedClientHeader,
+    /// What `/readyz` checks beyond the database: the background loops, shutdown.
+    pub health: Health,
+    /// Who may read `/metrics` on this listener.
+    pub metrics: MetricsAccess,
+}
+
+impl FromRef<AppState> for OpsState {
+    fn from_ref(state: &AppState) -> Self {
+        Self {
+            services: Arc::clone(&state.services),
+            health: state.health.clone(),
+            metrics: state.metrics.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -47,6 +63,21 @@ impl AppState {
             portal: Portal::services(Arc::clone(&services)),
             services,
             trusted_client_header: TrustedClientHeader::default(),
+            health: Health::default(),
+            metrics: MetricsAccess::default(),
+        }
+    }
+
+    /// The same state, its readiness watching `health`'s loops.
+    pub fn with_health(self, health: Health) -> Self {
+        Self { health, ..self }
+    }
+
+    /// The same state, serving `/metrics` to holders of `token` (`--metrics-token`).
+    pub fn with_metrics_token(self, token: Option<&str>) -> Self {
+        Self {
+            metrics: token.map(MetricsAccess::token).unwrap_or_default(),
+            ..self
         }
     }
 
@@ -131,6 +162,18 @@ async fn portal_headers(
     response
 }
 
+/// The site's icon. Browsers ask for `/favicon.ico` on every page that names none (the
+/// journey's pages, the problem pages); an SVG answers there too.
+async fn favicon() -> impl IntoResponse {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "image/svg+xml"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_str!("../../style/favicon.svg"),
+    )
+}
+
 /// The most a portal request body may hold: its forms and server-function calls are small.
 const PORTAL_BODY_LIMIT: usize = 64 * 1024;
 
@@ -208,8 +251,12 @@ pub fn router(state: AppState) -> Router {
             PORTAL_BODY_LIMIT,
         ))
         .layer(axum::middleware::from_fn(portal_headers));
+    // The recorder is in place before the first request is counted.
+    crate::ops::metrics::handle();
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::ops::routes::routes::<AppState>())
+        .route("/favicon.svg", get(favicon))
+        .route("/favicon.ico", get(favicon))
         .merge(api::routes::<AppState>(state.services.sandbox))
         .merge(crate::journey::routes::<AppState>())
         .merge(portal_pages)
@@ -230,5 +277,7 @@ pub fn router(state: AppState) -> Router {
                 "a handler panicked".to_owned(),
             ))
         }))
+        // Outermost: the request's id, span, access-log line and metrics cover all of it.
+        .layer(axum::middleware::from_fn(crate::ops::routes::observe))
         .with_state(state)
 }

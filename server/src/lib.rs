@@ -9,6 +9,7 @@ pub mod demo;
 pub mod http;
 pub mod journey;
 pub mod model;
+pub mod ops;
 pub mod portal;
 pub mod random;
 pub mod retention;

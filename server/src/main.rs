@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::extract::FromRef;
 use clap::Parser;
 use server::bank::directory::Directory;
 use server::bank::openbanking::OpenBankingBank;
@@ -13,6 +14,8 @@ use server::config::{
     BankAddArgs, BankCommand, Cli, Command, DatabaseArgs, KeysCommand, PartnerCommand,
     PortalUserCommand, ServeArgs,
 };
+use server::ops::Health;
+use server::ops::routes::OpsState;
 use server::secrets::Keyring;
 use server::services::Services;
 use server::services::banks;
@@ -20,17 +23,12 @@ use server::store::Store;
 use server::webhooks::Deliverer;
 use server::worker::Worker;
 use server::{AppState, demo, router};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    server::ops::logging::init(cli.log_format);
+    match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::SandboxBank {
             bind,
@@ -300,16 +298,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => Vec::new(),
     };
-    Deliverer::with_roots(
-        store.clone(),
-        Arc::clone(&clock),
-        args.webhook_targets(),
-        args.delivery(),
-        roots,
-    )
-    .map_err(|e| anyhow::anyhow!("building the webhook client: {e}"))?
-    .spawn();
-    server::retention::spawn(store.clone(), Arc::clone(&clock));
+    let health = Health::default();
+    health.watch(
+        "webhook deliverer",
+        Deliverer::with_roots(
+            store.clone(),
+            Arc::clone(&clock),
+            args.webhook_targets(),
+            args.delivery(),
+            roots,
+        )
+        .map_err(|e| anyhow::anyhow!("building the webhook client: {e}"))?
+        .spawn(),
+    );
+    health.watch(
+        "retention",
+        server::retention::spawn(store.clone(), Arc::clone(&clock)),
+    );
     // The engine runs on every server: the workers fetch each account from its own bank
     // through the directory, the scheduler queues what is due.
     let mut worker = Worker::new(
@@ -336,11 +341,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Some(args.limits().sandbox_stored_transactions_per_partner);
     }
     tracing::info!(banks = ?directory, "refresh workers fetching from these banks");
-    worker.spawn();
-    server::scheduler::spawn(
-        store.clone(),
-        Arc::clone(&clock),
-        chrono::TimeDelta::seconds(args.scheduled_refresh_seconds),
+    health.watch("refresh workers", worker.spawn());
+    health.watch(
+        "scheduler",
+        server::scheduler::spawn(
+            store.clone(),
+            Arc::clone(&clock),
+            chrono::TimeDelta::seconds(args.scheduled_refresh_seconds),
+        ),
     );
     if args.demo {
         // With the engine running: the demo's users connect through the journey and their
@@ -348,7 +356,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         seed_demo(&services, &args).await?;
     }
     let state = AppState::new(&args.site_root, services)
-        .with_trusted_client_header(args.trusted_client_ip_header.clone());
+        .with_trusted_client_header(args.trusted_client_ip_header.clone())
+        .with_health(health.clone())
+        .with_metrics_token(args.metrics_token.as_deref());
+    if let Some(bind) = args.metrics_bind {
+        serve_metrics(bind, OpsState::from_ref(&state)).await?;
+    }
     if state.leptos.output_name.as_ref() == "freshet" {
         tracing::warn!(site_root = %args.site_root.display(), "no portal wasm found: pages will render but not hydrate (run scripts/run)");
     }
@@ -361,6 +374,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let graceful = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;
+        health.stopping();
         signalled.notify_waiters();
     });
     tokio::select! {
@@ -399,6 +413,23 @@ async fn seed_demo(services: &Services, args: &ServeArgs) -> anyhow::Result<()> 
         "  try: curl -s -X POST -H 'x-api-key: {}' http://{}/v1/users/{}/accounts-refresh",
         demo.partner.api_key, args.bind, demo.users[0].1
     );
+    Ok(())
+}
+
+/// Serves `/metrics` (and the health routes) on their own address, in the background.
+async fn serve_metrics(bind: std::net::SocketAddr, state: OpsState) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("binding the metrics address {bind}"))?;
+    let addr = listener
+        .local_addr()
+        .context("reading the metrics address")?;
+    tracing::info!("metrics listening on http://{addr}");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, server::ops::routes::metrics_listener(state)).await {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    });
     Ok(())
 }
 

@@ -17,7 +17,10 @@ pub fn response(
     events: impl Stream<Item = StoredEvent> + Send + 'static,
     ends: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let events = events.take_until(ends).map(|e| {
+    // Counted while the response's stream lives (dropped when the client goes or it ends).
+    let client = crate::ops::metrics::SseClient::open();
+    let events = events.take_until(ends).map(move |e| {
+        let _counted = &client;
         Ok(Event::default()
             .id(e.seq.to_string())
             .event(&e.event_type)

@@ -143,6 +143,7 @@ impl Worker {
     /// balance moves with the transactions; a bank that does not answer it leaves the stored
     /// one (the fetch itself succeeded).
     async fn fetch(&self, account: ClaimedAccount) -> Done {
+        let started = std::time::Instant::now();
         let bank_account = BankAccount {
             bank_id: account.bank.bank_id.clone(),
             consent_id: account.bank.consent_id.clone(),
@@ -159,6 +160,13 @@ impl Worker {
             });
             (t, balance)
         });
+        crate::ops::metrics::bank_fetch(
+            &account.bank.bank_id,
+            fetched
+                .as_ref()
+                .map_or_else(BankError::code, |_| "SUCCEEDED"),
+            started.elapsed(),
+        );
         Done {
             ending: Ending {
                 now: self.clock.now(),
@@ -298,6 +306,7 @@ impl Worker {
     ) {
         let mut batch = Vec::with_capacity(COMMIT_BATCH);
         while done_rx.recv_many(&mut batch, COMMIT_BATCH).await > 0 {
+            crate::ops::metrics::commit_batch(batch.len());
             if let Err(e) = self.commit(&batch).await {
                 tracing::error!(error = %e, "committing fetches failed; their leases will expire and they run again");
             }

@@ -186,9 +186,10 @@ impl From<Error> for ApiError {
             Error::InvalidEventType(detail) => Self::BadRequest("INVALID_EVENT_TYPE", detail),
             Error::InvalidTarget(detail) => Self::BadRequest("INVALID_WEBHOOK_TARGET", detail),
             Error::TargetNotAllowed(detail) => {
-                Self::BadRequest("WEBHOOK_TARGET_NOT_ALLOWED", detail)
+                Self::Unprocessable("WEBHOOK_TARGET_NOT_ALLOWED", detail)
             }
             Error::Invalid(detail) => Self::BadRequest("INVALID_BODY", detail),
+            Error::Inconsistent(detail) => Self::Unprocessable("INCONSISTENT_BODY", detail),
             Error::SandboxOff => Self::NotFound("ROUTE_NOT_FOUND", "no such endpoint"),
             Error::NoSandboxBank => Self::NotImplemented("this server runs no sandbox bank"),
             Error::Throttled(throttled) => Self::TooManyRequests { detail, throttled },

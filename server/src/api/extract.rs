@@ -35,11 +35,9 @@ where
             .and_then(|v| v.to_str().ok())
             .filter(|k| !k.is_empty())
             .ok_or(ApiError::Unauthorized)?;
-        services
-            .admit(key)
-            .await?
-            .map(Caller)
-            .ok_or(ApiError::Unauthorized)
+        let partner = services.admit(key).await?.ok_or(ApiError::Unauthorized)?;
+        crate::ops::routes::record_partner(partner.id);
+        Ok(Caller(partner))
     }
 }
 
@@ -110,12 +108,42 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, By
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => {
-            ApiError::BadRequest("INVALID_BODY", format!("the body does not fit: {e}"))
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::BadRequest("MALFORMED_JSON", format!("the body is not valid JSON: {e}"))
+    })?;
+    if !value.is_object() {
+        // Every body of this API is an object (serde would read a struct from an array too).
+        return Err(ApiError::BadRequest(
+            "INVALID_BODY",
+            "the body must be a JSON object".to_owned(),
+        ));
+    }
+    integral(&mut value);
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::BadRequest("INVALID_BODY", format!("the body does not fit: {e}")))
+}
+
+/// `129.0` is the integer 129 to JSON (and to JSON Schema, which the API's document is
+/// written in), so a number without a fraction fills an integer field, however written.
+fn integral(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    /// Beyond 2^53 a double no longer holds every integer: such a number stays as it is.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() <= EXACT
+            {
+                #[allow(clippy::cast_possible_truncation)] // whole and within ±2^53
+                let whole = f as i64;
+                *value = Value::from(whole);
+            }
         }
-        _ => ApiError::BadRequest("MALFORMED_JSON", format!("the body is not valid JSON: {e}")),
-    })
+        Value::Array(items) => items.iter_mut().for_each(integral),
+        Value::Object(fields) => fields.values_mut().for_each(integral),
+        _ => {}
+    }
 }
 
 impl<S, T> FromRequest<S> for ApiJson<T>

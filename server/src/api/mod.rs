@@ -5,6 +5,7 @@
 mod banks;
 mod error;
 mod events;
+mod exact;
 mod extract;
 pub mod openapi;
 mod problems;
@@ -18,10 +19,7 @@ mod webhooks;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRef, Request};
-use axum::http::HeaderValue;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::routing::{any, get};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -67,7 +65,16 @@ where
     }
     let (router, mut doc) = api.split_for_parts();
     openapi::document_rate_limit(&mut doc);
-    let doc: Arc<str> = doc.to_pretty_json().unwrap_or_default().into();
+    let mut doc = serde_json::to_value(&doc).unwrap_or_default();
+    exact::make_exact(
+        &mut doc,
+        exact::Leniency {
+            loopback_redirects: sandbox,
+        },
+    );
+    let doc: Arc<str> = serde_json::to_string_pretty(&doc)
+        .unwrap_or_default()
+        .into();
     router
         .route(
             "/v1/openapi.json",
@@ -86,7 +93,6 @@ where
         .route("/problems/{slug}", get(problems::describe))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
-        .layer(axum::middleware::from_fn(request_id))
 }
 
 async fn not_found() -> ApiError {
@@ -95,20 +101,4 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
-}
-
-/// Gives every request an id (the caller's `x-request-id` when it is sane), echoes it in
-/// the response, and makes it available to error bodies and logs.
-async fn request_id(req: Request, next: Next) -> Response {
-    let id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-    let mut response = REQUEST_ID.scope(id.clone(), next.run(req)).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", value);
-    }
-    response
 }

@@ -64,7 +64,7 @@ pub struct ConnectAccounts {
     responses((status = 201, description = "Connected", body = DataList<Account>),
               (status = 400, description = "INVALID_BODY", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "USER_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "SANDBOX_QUOTA_EXCEEDED: accounts per user, transactions per account or per partner", body = Problem, content_type = "application/problem+json")))]
+              (status = 422, description = "SANDBOX_QUOTA_EXCEEDED: accounts per user, transactions per account or per partner; INCONSISTENT_BODY: a transactionCount without the lastTransactionRefreshDate it needs", body = Problem, content_type = "application/problem+json")))]
 pub async fn connect_accounts(
     State(services): State<Arc<Services>>,
     Caller(partner): Caller,

@@ -81,8 +81,8 @@ pub struct AttemptPage {
     request_body = NewSubscription,
     responses(
         (status = 201, description = "Created; keep the secret", body = WithSecret),
-        (status = 400, description = "INVALID_WEBHOOK_TARGET, WEBHOOK_TARGET_NOT_ALLOWED, INVALID_EVENT_TYPE, INVALID_BODY", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "SUBSCRIPTION_LIMIT_REACHED: the partner holds as many subscriptions as it may", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "INVALID_WEBHOOK_TARGET, INVALID_EVENT_TYPE, INVALID_BODY", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "SUBSCRIPTION_LIMIT_REACHED: the partner holds as many subscriptions as it may; WEBHOOK_TARGET_NOT_ALLOWED: the target's host does not resolve, or resolves to a non-public address", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
     State(services): State<Arc<Services>>,
@@ -127,8 +127,9 @@ pub async fn get(
     request_body = SubscriptionPatch,
     responses(
         (status = 200, description = "The subscription as changed", body = Subscription),
-        (status = 400, description = "INVALID_WEBHOOK_TARGET, WEBHOOK_TARGET_NOT_ALLOWED, INVALID_EVENT_TYPE, INVALID_BODY", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "INVALID_WEBHOOK_TARGET, INVALID_EVENT_TYPE, INVALID_BODY", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "SUBSCRIPTION_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "WEBHOOK_TARGET_NOT_ALLOWED: the target's host does not resolve, or resolves to a non-public address", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update(
     State(services): State<Arc<Services>>,

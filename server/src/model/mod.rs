@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+pub mod forms;
 pub mod webhooks;
 
 /// A new id: UUID v7, time-ordered, so that new rows land at the end of their B-trees

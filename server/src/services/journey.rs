@@ -155,16 +155,9 @@ fn fresh_token() -> Result<String, Error> {
 /// Whether `url` may receive users back: an absolute https URL, or http on loopback where
 /// the server allows it (sandbox, insecure targets).
 fn redirect_allowed(url: &str, loopback_http: bool) -> bool {
-    let Ok(parsed) = url::Url::parse(url) else {
-        return false;
-    };
-    let loopback = crate::bank::discovery::is_loopback(&parsed);
-    parsed.fragment().is_none()
-        && match parsed.scheme() {
-            "https" => parsed.host().is_some(),
-            "http" => loopback_http && loopback,
-            _ => false,
-        }
+    use crate::model::forms::{is_https_url, is_loopback_http_url};
+    url::Url::parse(url).is_ok()
+        && (is_https_url(url) || (loopback_http && is_loopback_http_url(url)))
 }
 
 fn view(record: &SessionRecord, now: DateTime<Utc>) -> Session {

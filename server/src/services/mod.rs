@@ -78,6 +78,9 @@ pub enum Error {
     /// A webhook target that is, or resolves to, a non-public address.
     #[error("{0}")]
     TargetNotAllowed(String),
+    /// A body whose fields are each well formed but do not fit together.
+    #[error("{0}")]
+    Inconsistent(String),
     /// Some other input is wrong; the text says how.
     #[error("{0}")]
     Invalid(String),

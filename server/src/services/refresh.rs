@@ -153,7 +153,10 @@ async fn writer(
             })
             .await;
         let results = match decided {
-            Ok(results) => results,
+            Ok(results) => {
+                count(&results);
+                results
+            }
             Err(e) => {
                 tracing::error!(error = %e, size = batch.len(), "refresh batch not committed; every request of it fails");
                 batch.iter().map(|_| Err(Error::NotCommitted)).collect()
@@ -162,6 +165,27 @@ async fn writer(
         for (pending, result) in batch.drain(..).zip(results) {
             // The client may have gone away; its job stands either way.
             let _ = pending.reply.send(result);
+        }
+    }
+}
+
+/// The committed decisions, in the metrics (replays were counted when first decided).
+fn count(results: &[Result<RefreshAnswer, Error>]) {
+    use freshet_rules::{SkipReason, Verdict};
+    for result in results {
+        let Ok(RefreshAnswer::Decided(outcome)) = result else {
+            continue;
+        };
+        if outcome.job_id.is_some() {
+            crate::ops::metrics::jobs_created(JobKind::OnDemand.as_str(), 1);
+        }
+        for account in &outcome.accounts {
+            let (outcome, reason) = match account.verdict {
+                Verdict::Triggered => ("TRIGGERED", ""),
+                Verdict::Skipped(SkipReason::AccountExpired) => ("SKIPPED", "ACCOUNT_EXPIRED"),
+                Verdict::Skipped(SkipReason::RateLimited) => ("SKIPPED", "RATE_LIMITED"),
+            };
+            crate::ops::metrics::refresh_decision(outcome, reason);
         }
     }
 }

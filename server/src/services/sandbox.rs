@@ -18,7 +18,12 @@ use crate::store::{AccountAtBank, ConnectQuota, Connected, NewAccount, StoreErro
 /// The most accounts one request connects.
 const MAX_ACCOUNTS: usize = 50;
 /// The longest latency a fault may add.
-const MAX_LATENCY_MS: u64 = 600_000;
+/// The furthest a partner's clock may be from real time: ten years of 365 days.
+pub const MAX_CLOCK_OFFSET_SECONDS: i64 = 3650 * 86_400;
+/// A fault's longest latency, in milliseconds (ten minutes).
+pub const MAX_FAULT_LATENCY_MS: u64 = 600_000;
+/// A fault's longest `Retry-After`, in seconds (a day).
+pub const MAX_FAULT_RETRY_AFTER_SECONDS: u64 = 86_400;
 const PROVIDERS: &[&str] = &["Monzo", "Starling", "Barclays", "HSBC", "Lloyds", "NatWest"];
 
 /// An account to connect, every field optional (the API's `POST
@@ -172,7 +177,7 @@ fn new_account(
     let history = match spec.last_transaction_refresh_date {
         Some(at) => history(&persona, seed, count as usize, at),
         None if count > 0 => {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Inconsistent(format!(
                 "accounts[{i}].transactionCount needs lastTransactionRefreshDate (transactions exist once ingested)"
             )));
         }
@@ -229,6 +234,7 @@ impl Services {
         external_reference: Option<&str>,
     ) -> Result<User, Error> {
         self.sandbox_only()?;
+        super::users::check_reference(external_reference)?;
         self.store
             .users()
             .create(
@@ -335,9 +341,17 @@ impl Services {
                 "jitterPercent must be at most 100".to_owned(),
             ));
         }
-        if fault.latency_ms.is_some_and(|ms| ms > MAX_LATENCY_MS) {
+        if fault.latency_ms.is_some_and(|ms| ms > MAX_FAULT_LATENCY_MS) {
             return Err(Error::Invalid(format!(
-                "latencyMs must be at most {MAX_LATENCY_MS}"
+                "latencyMs must be at most {MAX_FAULT_LATENCY_MS}"
+            )));
+        }
+        if fault
+            .retry_after_seconds
+            .is_some_and(|s| s > MAX_FAULT_RETRY_AFTER_SECONDS)
+        {
+            return Err(Error::Invalid(format!(
+                "retryAfterSeconds must be at most {MAX_FAULT_RETRY_AFTER_SECONDS}"
             )));
         }
         let scope = match fault.account_id {
@@ -385,8 +399,12 @@ impl Services {
     ) -> Result<ClockState, Error> {
         self.sandbox_only()?;
         let offset = TimeDelta::try_seconds(offset_seconds)
-            .filter(|d| d.num_days().abs() <= 3650)
-            .ok_or_else(|| Error::Invalid("offsetSeconds must be within ten years".to_owned()))?;
+            .filter(|_| offset_seconds.abs() <= MAX_CLOCK_OFFSET_SECONDS)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "offsetSeconds must be within ten years (±{MAX_CLOCK_OFFSET_SECONDS})"
+                ))
+            })?;
         self.clock.set_offset_of(partner, offset);
         self.clock_state(partner)
     }

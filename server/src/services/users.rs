@@ -25,6 +25,17 @@ pub struct UserDetail {
 /// The longest external reference accepted.
 const MAX_REFERENCE: usize = 255;
 
+/// An `externalReference`: 1 to 255 characters (characters, as the API document counts
+/// them, not bytes).
+pub(super) fn check_reference(reference: Option<&str>) -> Result<(), Error> {
+    if reference.is_some_and(|r| r.is_empty() || r.chars().count() > MAX_REFERENCE) {
+        return Err(Error::Invalid(format!(
+            "externalReference must be 1 to {MAX_REFERENCE} characters"
+        )));
+    }
+    Ok(())
+}
+
 impl Services {
     /// Creates a user of the direct connection journey.
     pub async fn create_user(
@@ -35,11 +46,7 @@ impl Services {
         if !partner.direct_enabled {
             return Err(Error::DirectNotEnabled);
         }
-        if external_reference.is_some_and(|r| r.is_empty() || r.len() > MAX_REFERENCE) {
-            return Err(Error::Invalid(format!(
-                "externalReference must be 1 to {MAX_REFERENCE} characters"
-            )));
-        }
+        check_reference(external_reference)?;
         self.store
             .users()
             .create(

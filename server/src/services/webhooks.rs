@@ -74,7 +74,10 @@ impl Services {
         }
         match self.webhook_targets.check(url).await {
             Ok(url) => Ok(url.to_string()),
-            Err(e @ TargetError::Forbidden(_)) => Err(Error::TargetNotAllowed(e.to_string())),
+            // Well formed, but its host is not one to send to: unresolvable, or not public.
+            Err(e @ (TargetError::Forbidden(_) | TargetError::Unresolvable(_))) => {
+                Err(Error::TargetNotAllowed(e.to_string()))
+            }
             Err(e) => Err(Error::InvalidTarget(e.to_string())),
         }
     }

@@ -238,6 +238,7 @@ impl Accounts<'_> {
         }
         tx.commit().await?;
         if initial_fetch.is_some() {
+            crate::ops::metrics::jobs_created(JobKind::Initial.as_str(), 1);
             self.want_work();
         }
         Ok(Connected::Accounts(created))

@@ -14,6 +14,7 @@ mod accounts;
 mod bank_consents;
 mod banks;
 mod events;
+mod gauges;
 mod jobs;
 mod partners;
 mod portal_users;
@@ -187,7 +188,10 @@ impl Store {
     /// Starts a write transaction that takes SQLite's write lock at once (`BEGIN IMMEDIATE`),
     /// so that what it reads cannot change before it writes.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+        let asked = std::time::Instant::now();
+        let tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        crate::ops::metrics::db_write_wait(asked.elapsed());
+        Ok(tx)
     }
 
     /// The database's file, unless it lives in memory.
@@ -227,6 +231,48 @@ impl Store {
         self.events_appended.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// Whether the database can serve this server: the pools are open, every migration this
+    /// binary knows is applied and none it does not know, and it takes a write now. The write
+    /// probe is `BEGIN IMMEDIATE` then `ROLLBACK` on a connection of its own (so a stuck
+    /// probe never holds the server's one writer) that waits at most a second for the lock:
+    /// a database another process keeps locked, or a file that turned read-only, fails it.
+    pub async fn readiness(&self) -> Result<(), String> {
+        use sqlx::Connection;
+        if self.write.is_closed() || self.read.is_closed() {
+            return Err("the connection pool is closed".to_owned());
+        }
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = 1")
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| format!("reading the applied migrations: {e}"))?;
+        let known: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+        if let Some(missing) = known.iter().find(|v| !applied.contains(v)) {
+            return Err(format!("migration {missing} is not applied"));
+        }
+        if let Some(unknown) = applied.iter().find(|v| !known.contains(v)) {
+            return Err(format!(
+                "migration {unknown} is applied but unknown to this binary (a newer freshet?)"
+            ));
+        }
+        let probe = async {
+            let mut conn = sqlx::SqliteConnection::connect_with(
+                &self
+                    .options
+                    .clone()
+                    .create_if_missing(false)
+                    .busy_timeout(Duration::from_secs(1)),
+            )
+            .await?;
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await?;
+            sqlx::query("ROLLBACK").execute(&mut conn).await?;
+            conn.close().await
+        };
+        probe
+            .await
+            .map_err(|e| format!("it does not take a write: {e}"))
+    }
+
     /// Closes both pools, waiting for connections in use.
     pub async fn close(&self) {
         self.write.close().await;
@@ -235,6 +281,7 @@ impl Store {
 }
 
 pub(crate) use crate::model::new_id;
+pub use gauges::Gauges;
 
 /// A page of rows fetched one beyond `limit` (`LIMIT limit + 1`): the first `limit`,
 /// converted, and whether more follow.

@@ -583,6 +583,7 @@ impl WorkQueue<'_> {
         jobs::insert(&mut tx, &new_jobs, now).await?;
         tx.commit().await?;
         if !new_jobs.is_empty() {
+            crate::ops::metrics::jobs_created(JobKind::Scheduled.as_str(), new_jobs.len());
             self.want_work();
         }
         Ok(due.len())

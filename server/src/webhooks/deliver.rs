@@ -142,6 +142,9 @@ impl Deliverer {
             builder = builder.add_root_certificate(root);
         }
         let client = builder
+            // No system proxy (reqwest reads HTTPS_PROXY and friends by default): through a
+            // proxy, the address guard in `dns_resolver` would vet the proxy, not the target.
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
@@ -301,6 +304,11 @@ impl Deliverer {
     async fn attempt(&self, d: ClaimedDelivery) -> AttemptRecord {
         let answer = self.send(&d).await;
         let succeeded = answer.status_code.is_some_and(|c| (200..300).contains(&c));
+        crate::ops::metrics::webhook_attempt(
+            if succeeded { "SUCCEEDED" } else { "FAILED" },
+            answer.error_kind.map_or("", ErrorKind::as_str),
+            answer.latency,
+        );
         let gone = answer.status_code == Some(410);
         let next_attempt_at = if succeeded || gone {
             None

@@ -145,7 +145,12 @@ impl TargetPolicy {
         };
         match literal {
             Some(ip) if is_forbidden(ip) => Err(TargetError::Forbidden(ip)),
-            _ => Ok(url),
+            Some(_) => Ok(url),
+            // A named host: the form the API document states, exactly.
+            None if crate::model::forms::is_https_url(text) => Ok(url),
+            None => Err(TargetError::Invalid(format!(
+                "{text} (a lowercase host name, an optional port, path and query)"
+            ))),
         }
     }
 

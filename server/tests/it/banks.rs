@@ -137,7 +137,15 @@ fn an_operator_registers_lists_and_rotates_without_the_secret_ever_showing() {
 fn production_banks(db: &str, key: &str) -> Value {
     use std::io::{BufRead, Read, Write};
     let mut child = Command::new(env!("CARGO_BIN_EXE_freshet"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--database-url", db])
+        .args([
+            "--log-format",
+            "text",
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--database-url",
+            db,
+        ])
         .env("RUST_LOG", "info")
         .env_remove(server::secrets::MASTER_KEY_ENV)
         .stderr(std::process::Stdio::piped())

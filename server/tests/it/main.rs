@@ -13,6 +13,7 @@ mod journey;
 mod malformed;
 mod oauth;
 mod openapi;
+mod ops;
 mod portal;
 mod refresh;
 mod users;

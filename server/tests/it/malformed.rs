@@ -117,8 +117,8 @@ async fn bad_bodies_get_problems_and_write_nothing() {
             &accounts,
             json,
             b"{\"accounts\": [{\"transactionCount\": 5}]}".to_vec(),
-            400,
-            "INVALID_BODY",
+            422,
+            "INCONSISTENT_BODY",
         ),
         (
             Method::POST,

@@ -220,3 +220,110 @@ async fn every_documented_route_answers_a_documented_success_for_real_ids() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// What the document says of a request, the server holds to: the same patterns, the same
+/// bounds, the JSON number model of JSON Schema (`129.0` is an integer), bodies that are
+/// objects; and what every operation may answer is listed on it.
+#[tokio::test]
+async fn the_document_is_as_strict_as_the_server_and_lists_every_answer() {
+    let app = TestApp::new().await;
+    let key = app.partner(true).await;
+    let doc = app
+        .call(Method::GET, "/v1/openapi.json", None, None)
+        .await
+        .body;
+    let schemas = &doc["components"]["schemas"];
+    let names: Vec<&str> = schemas["EventType"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"v1.account_transactions.user_initiated.failed"));
+    assert_eq!(names.len(), freshet_rules::EventType::ALL.len());
+    assert_eq!(
+        schemas["NewSubscription"]["properties"]["eventTypes"]["items"]["$ref"],
+        "#/components/schemas/EventType"
+    );
+    let pattern = schemas["NewSubscription"]["properties"]["targetUrl"]["pattern"]
+        .as_str()
+        .unwrap();
+    assert_eq!(pattern, server::model::forms::HTTPS_URL);
+    let since = &schemas["Recover"]["properties"]["since"];
+    assert_eq!(since["pattern"], server::model::forms::TIMESTAMP);
+    for (path, method) in [
+        ("/v1/users/{userId}", "get"),
+        ("/v1/webhooks/subscriptions/{subscriptionId}/test", "post"),
+        ("/v1/banks", "get"),
+    ] {
+        let op = &doc["paths"][path][method];
+        assert_eq!(op["security"], json!([{"api_key": []}]), "{path}");
+        for status in ["401", "429", "500"] {
+            assert!(
+                op["responses"].get(status).is_some(),
+                "{method} {path} {status}"
+            );
+        }
+    }
+    let with_body = &doc["paths"]["/v1/webhooks/subscriptions"]["post"];
+    for status in ["400", "413", "415", "422"] {
+        assert!(with_body["responses"].get(status).is_some(), "{status}");
+    }
+    let optional = &doc["paths"]["/v1/users"]["post"]["requestBody"];
+    assert_eq!(optional["required"], false);
+    assert_eq!(
+        optional["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/NewUser",
+        "an optional object, not a null"
+    );
+
+    // The server, the same.
+    let clock = app
+        .post(
+            "/sandbox/v1/clock",
+            &key,
+            Some(json!({ "offsetSeconds": 120.0 })),
+        )
+        .await;
+    assert_eq!(clock.status, 200, "{}", clock.body);
+    assert_eq!(clock.body["offsetSeconds"], 120);
+    app.post(
+        "/sandbox/v1/clock",
+        &key,
+        Some(json!({ "offsetSeconds": 315_360_001 })),
+    )
+    .await
+    .assert_problem(400, "INVALID_BODY");
+    app.post("/sandbox/v1/users", &key, Some(json!([null, null])))
+        .await
+        .assert_problem(400, "INVALID_BODY");
+    app.post(
+        "/sandbox/v1/users",
+        &key,
+        Some(json!({ "externalReference": "" })),
+    )
+    .await
+    .assert_problem(400, "INVALID_BODY");
+    app.post(
+        "/sandbox/v1/bank/faults",
+        &key,
+        Some(json!({ "kind": "RATE_LIMITED", "retryAfterSeconds": 86_401 })),
+    )
+    .await
+    .assert_problem(400, "INVALID_BODY");
+    let user = app.user(&key).await;
+    for (url, status) in [
+        ("https://partner.example/back?x=1", 201),
+        ("https://partner.example*/back", 400),
+        ("https://partner.example/%zz", 400),
+        ("https://partner.example/back#fragment", 400),
+    ] {
+        let r = app
+            .post(
+                "/v1/sessions",
+                &key,
+                Some(json!({ "userId": user, "partnerRedirectUrl": url })),
+            )
+            .await;
+        assert_eq!(r.status.as_u16(), status, "{url}: {}", r.body);
+    }
+}

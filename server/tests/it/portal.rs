@@ -105,6 +105,19 @@ async fn healthz_answers_ok() {
 }
 
 #[tokio::test]
+async fn the_site_has_an_icon_where_browsers_ask_for_it() {
+    let app = TestApp::new().await;
+    for path in ["/favicon.ico", "/favicon.svg"] {
+        let icon = get(&app, path, None).await;
+        assert_eq!(icon.status, StatusCode::OK, "{path}");
+        assert_eq!(icon.headers[header::CONTENT_TYPE], "image/svg+xml");
+        assert!(icon.body.starts_with("<svg"), "{path}");
+    }
+    let sign_in = get(&app, "/sign-in", None).await;
+    assert!(sign_in.body.contains(r#"rel="icon""#), "the pages name it");
+}
+
+#[tokio::test]
 async fn without_a_session_pages_send_you_to_sign_in_and_server_functions_refuse() {
     let app = TestApp::new().await;
     let page = get(&app, "/users/abc?x=1", None).await;
@@ -614,7 +627,15 @@ fn start_server() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("freshet.db").display());
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_freshet"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--database-url", &db])
+        .args([
+            "--log-format",
+            "text",
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--database-url",
+            &db,
+        ])
         .args(["--site-root", &dir.path().display().to_string()])
         .args(["--trusted-client-ip-header", "x-forwarded-for"])
         .env("RUST_LOG", "info")

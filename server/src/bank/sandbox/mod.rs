@@ -64,6 +64,26 @@ pub enum FaultKind {
     ConsentRevoked,
 }
 
+impl FaultKind {
+    /// Every kind.
+    pub const ALL: [Self; 4] = [
+        Self::ServerError,
+        Self::RateLimited,
+        Self::Hang,
+        Self::ConsentRevoked,
+    ];
+
+    /// The kind's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ServerError => "SERVER_ERROR",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::Hang => "HANG",
+            Self::ConsentRevoked => "CONSENT_REVOKED",
+        }
+    }
+}
+
 /// `POST /faults`: make one account (or every account) slow or failing; all fields optional.
 /// An empty body clears that account's fault (or all faults).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

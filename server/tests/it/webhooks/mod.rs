@@ -40,7 +40,7 @@ const ALL_TYPES: [&str; 5] = [
 
 /// One request the receiver got.
 #[derive(Clone, Debug)]
-struct Received {
+pub(crate) struct Received {
     headers: HeaderMap,
     body: Bytes,
 }
@@ -64,15 +64,15 @@ struct Answer {
 
 /// A webhook receiver on a real socket; what it answers can change mid-test.
 #[derive(Clone)]
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     port: u16,
     received: Arc<Mutex<Vec<Received>>>,
     answer: Arc<Mutex<Answer>>,
 }
 
 impl Receiver {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let received = Arc::new(Mutex::new(Vec::new()));
         let answer = Arc::new(Mutex::new(Answer {
             status: 200,
@@ -120,7 +120,7 @@ impl Receiver {
         };
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
 }
@@ -142,15 +142,15 @@ async fn subscribe(app: &TestApp, key: &str, url: &str, types: &[&str]) -> (Stri
 
 /// A partner's subscription to every event type, pointing at a receiver of its own, on a
 /// server that may deliver to loopback.
-struct Subscribed {
-    app: TestApp,
-    receiver: Receiver,
-    key: String,
-    sub: String,
-    secret: String,
+pub(crate) struct Subscribed {
+    pub(crate) app: TestApp,
+    pub(crate) receiver: Receiver,
+    pub(crate) key: String,
+    pub(crate) sub: String,
+    pub(crate) secret: String,
 }
 
-async fn subscribed() -> Subscribed {
+pub(crate) async fn subscribed() -> Subscribed {
     let app = TestApp::insecure_webhooks().await;
     let receiver = Receiver::start().await;
     let key = app.partner(true).await;
@@ -212,7 +212,7 @@ async fn set_paused(app: &TestApp, key: &str, sub: &str, paused: bool) -> Reply 
 /// A new user of the partner with `accounts` never-fetched accounts, refreshed on demand, the
 /// fetches done by `w`: one `on_demand_refresh.succeeded` event per account. Returns the user
 /// and its account ids.
-async fn refresh_new_user(
+pub(crate) async fn refresh_new_user(
     app: &TestApp,
     w: &Worker,
     key: &str,

@@ -27,8 +27,11 @@ async fn a_410_disables_the_subscription_until_it_is_resumed() {
     let log = attempts(&app, &key, &sub).await;
     assert_eq!(log[0]["deliveryStatus"], "FAILED", "a 410 is not retried");
 
-    // Nothing goes out while disabled.
+    // Nothing goes out while disabled; what happens meanwhile waits: a test event, and the
+    // events of a refresh (they were never queued for a disabled subscription once).
     send_test_event(&app, &key, &sub).await;
+    let w = worker(&app).await;
+    let (_, accounts) = refresh_new_user(&app, &w, &key, 2).await;
     app.clock.shift(TimeDelta::hours(1));
     assert_eq!(deliverer.run_pending().await.unwrap(), 0);
     assert_eq!(receiver.received().len(), 1);
@@ -38,8 +41,8 @@ async fn a_410_disables_the_subscription_until_it_is_resumed() {
     assert_eq!(r.body["status"], "ACTIVE", "{}", r.body);
     assert_eq!(
         deliverer.run_pending().await.unwrap(),
-        1,
-        "the waiting test event"
+        1 + accounts.len(),
+        "the waiting test event and the refresh's events"
     );
     let r = redeliver(&app, &key, &sub, &first).await;
     assert_eq!(r.status, 202, "{}", r.body);
@@ -48,7 +51,7 @@ async fn a_410_disables_the_subscription_until_it_is_resumed() {
         1,
         "the failed one, by hand"
     );
-    assert_eq!(receiver.received().len(), 3);
+    assert_eq!(receiver.received().len(), 3 + accounts.len());
 }
 
 #[tokio::test]
