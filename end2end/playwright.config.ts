@@ -42,5 +42,7 @@ export default defineConfig({
     timeout: 30_000,
     stdout: "pipe",
     stderr: "pipe",
+    // The server's warnings and errors in the test output; not a line per request.
+    env: { RUST_LOG: "info,freshet::access=warn" },
   },
 });

@@ -95,6 +95,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/webhooks/:id") view=pages::webhooks::SubscriptionPage ssr=SsrMode::Async />
                     <Route path=path!("/keys") view=pages::keys::KeysPage ssr=SsrMode::Async />
                     <Route path=path!("/banks") view=pages::banks::BanksPage ssr=SsrMode::Async />
+                    <Route path=path!("/operations") view=pages::operations::OperationsPage ssr=SsrMode::Async />
                     <Route path=path!("/sandbox") view=pages::sandbox::SandboxPage />
                 </Routes>
             </main>

@@ -544,6 +544,53 @@ pub struct BankView {
     pub status: String,
 }
 
+/// One hour of the operations page.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpsHour {
+    /// When the hour starts.
+    #[serde(with = "ts_milliseconds")]
+    pub start: DateTime<Utc>,
+    /// Account refreshes that ended with data.
+    pub fetches_succeeded: u32,
+    /// Account refreshes that failed.
+    pub fetches_failed: u32,
+    /// Webhook attempts acknowledged.
+    pub webhooks_succeeded: u32,
+    /// Webhook attempts that failed.
+    pub webhooks_failed: u32,
+    /// Median webhook latency, in milliseconds.
+    pub webhook_p50_ms: Option<i64>,
+    /// 95th percentile webhook latency, in milliseconds.
+    pub webhook_p95_ms: Option<i64>,
+}
+
+/// One bank's last 24 hours.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankLatency {
+    /// The bank.
+    pub bank_id: String,
+    /// Fetches ended.
+    pub fetches: u32,
+    /// Of them, failed.
+    pub failed: u32,
+    /// Median fetch time, in milliseconds.
+    pub p50_ms: Option<i64>,
+    /// 95th percentile fetch time, in milliseconds.
+    pub p95_ms: Option<i64>,
+}
+
+/// The operations page: the partner's last 24 hours.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationsView {
+    /// The server's now (the last hour ends here).
+    #[serde(with = "ts_milliseconds")]
+    pub now: DateTime<Utc>,
+    /// 24 hours, oldest first.
+    pub hours: Vec<OpsHour>,
+    /// The banks fetched from.
+    pub banks: Vec<BankLatency>,
+}
+
 /// An API key (never the key itself).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyView {

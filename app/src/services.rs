@@ -7,8 +7,9 @@
 use leptos::prelude::*;
 
 use crate::model::{
-    ApiKeyView, BankView, FaultKind, JobDetail, JobProgress, JobsPage, RefreshReply,
-    SubscriptionAction, SubscriptionDetail, SubscriptionView, UserDetail, UsersPage, Viewer,
+    ApiKeyView, BankView, FaultKind, JobDetail, JobProgress, JobsPage, OperationsView,
+    RefreshReply, SubscriptionAction, SubscriptionDetail, SubscriptionView, UserDetail, UsersPage,
+    Viewer,
 };
 
 #[cfg(feature = "ssr")]
@@ -19,8 +20,9 @@ mod ssr {
     use std::sync::Arc;
 
     use crate::model::{
-        ApiKeyView, BankView, FaultKind, JobDetail, JobProgress, JobsPage, RefreshReply,
-        SubscriptionAction, SubscriptionDetail, SubscriptionView, UserDetail, UsersPage, Viewer,
+        ApiKeyView, BankView, FaultKind, JobDetail, JobProgress, JobsPage, OperationsView,
+        RefreshReply, SubscriptionAction, SubscriptionDetail, SubscriptionView, UserDetail,
+        UsersPage, Viewer,
     };
 
     /// Users, their page, and refreshing them. Every method acts for `viewer`'s partner only
@@ -72,6 +74,8 @@ mod ssr {
         ) -> Result<JobsPage, ServiceError>;
         /// One job with its accounts, events and deliveries.
         async fn job(&self, viewer: &Viewer, job_id: &str) -> Result<JobDetail, ServiceError>;
+        /// The last 24 hours of refreshes, bank latency and webhooks.
+        async fn operations(&self, viewer: &Viewer) -> Result<OperationsView, ServiceError>;
     }
 
     /// Webhook subscriptions.
@@ -424,6 +428,13 @@ pub async fn recover(id: String, hours: u32) -> Result<u64, ServerFnError> {
         .map_err(to_client)?;
     leptos_axum::redirect(&format!("/webhooks/{id}?done=recover&recovered={n}"));
     Ok(n)
+}
+
+/// The last 24 hours of the partner's refreshes and webhooks.
+#[server]
+pub async fn operations() -> Result<OperationsView, ServerFnError> {
+    let (s, v) = caller()?;
+    s.jobs.operations(&v).await.map_err(to_client)
 }
 
 /// The banks users can connect.

@@ -8,7 +8,9 @@ const cases: { name: string; accounts: object[]; status: number }[] = [
   { name: "expired", accounts: [{ consentStatus: "EXPIRED", lastTransactionRefreshDate: minutesAgo(600) }], status: 200 },
   {
     name: "mixed",
-    accounts: [{ consentStatus: "EXPIRED" }, { lastTransactionRefreshDate: minutesAgo(2) }, {}],
+    // Stale for an on-demand refresh, not for the scheduler (6 h): a never-refreshed account
+    // would be fetched by the always-on scheduler before the click, and the answer be a 200.
+    accounts: [{ consentStatus: "EXPIRED" }, { lastTransactionRefreshDate: minutesAgo(2) }, { lastTransactionRefreshDate: minutesAgo(45) }],
     status: 201,
   },
   { name: "none", accounts: [], status: 200 },

@@ -3,6 +3,7 @@
 pub mod banks;
 pub mod jobs;
 pub mod keys;
+pub mod operations;
 pub mod sandbox;
 pub mod sign_in;
 pub mod user;
@@ -37,6 +38,7 @@ pub fn Nav(viewer: Viewer) -> impl IntoView {
                 <li><a href="/jobs">"Jobs"</a></li>
                 <li><a href="/webhooks">"Webhooks"</a></li>
                 <li><a href="/banks">"Banks"</a></li>
+                <li><a href="/operations">"Operations"</a></li>
                 <li><a href="/keys">"API keys"</a></li>
                 <li><a href="/sandbox">"Sandbox"</a></li>
             </ul>

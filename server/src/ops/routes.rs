@@ -155,6 +155,7 @@ pub async fn observe(req: Request, next: Next) -> Response {
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
     let method = req.method().clone();
+    let unlogged = quiet(&route, req.uri().path());
     let span = tracing::info_span!(
         "request",
         request_id = %id,
@@ -172,7 +173,7 @@ pub async fn observe(req: Request, next: Next) -> Response {
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     super::metrics::http_request(&route, method.as_str(), status, elapsed);
-    if !quiet(&route) {
+    if !unlogged {
         span.in_scope(|| {
             tracing::info!(
                 target: "freshet::access",
@@ -185,12 +186,13 @@ pub async fn observe(req: Request, next: Next) -> Response {
     response
 }
 
-/// Routes whose requests are not worth a log line each: probes, scrapes, static assets.
-fn quiet(route: &str) -> bool {
+/// Requests not worth a log line each: probes, scrapes, static assets (the portal's bundle
+/// is a nested service, which axum gives no matched route).
+fn quiet(route: &str, path: &str) -> bool {
     matches!(
         route,
         "/healthz" | "/readyz" | "/metrics" | "/favicon.ico" | "/favicon.svg"
-    ) || route.starts_with("/pkg")
+    ) || path.starts_with("/pkg/")
 }
 
 /// Records the authenticated partner on the request's span.

@@ -446,6 +446,44 @@ impl JobPages for Portal {
                 .collect(),
         })
     }
+
+    async fn operations(
+        &self,
+        viewer: &Viewer,
+    ) -> Result<app::model::OperationsView, ServiceError> {
+        let ops = self
+            .services
+            .operations(partner_id(viewer)?)
+            .await
+            .map_err(told)?;
+        Ok(app::model::OperationsView {
+            now: ops.now,
+            hours: ops
+                .hours
+                .into_iter()
+                .map(|h| app::model::OpsHour {
+                    start: h.start,
+                    fetches_succeeded: h.fetches_succeeded,
+                    fetches_failed: h.fetches_failed,
+                    webhooks_succeeded: h.webhooks_succeeded,
+                    webhooks_failed: h.webhooks_failed,
+                    webhook_p50_ms: h.webhook_p50_ms,
+                    webhook_p95_ms: h.webhook_p95_ms,
+                })
+                .collect(),
+            banks: ops
+                .banks
+                .into_iter()
+                .map(|b| app::model::BankLatency {
+                    bank_id: b.bank_id,
+                    fetches: b.fetches,
+                    failed: b.failed,
+                    p50_ms: b.p50_ms,
+                    p95_ms: b.p95_ms,
+                })
+                .collect(),
+        })
+    }
 }
 
 #[async_trait::async_trait]

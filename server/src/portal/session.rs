@@ -176,6 +176,7 @@ pub async fn gate(State(services): State<Arc<Services>>, mut req: Request, next:
                     Err(refusal) => return refusal,
                 }
             }
+            crate::ops::routes::record_partner(user.partner_id);
             req.extensions_mut().insert(Viewer {
                 email: user.email,
                 partner_id: user.partner_id.to_string(),

@@ -11,6 +11,7 @@ mod jobs;
 pub mod journey;
 mod keys;
 pub mod limits;
+pub mod operations;
 pub mod refresh;
 pub mod sandbox;
 pub mod sessions;

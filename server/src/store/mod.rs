@@ -16,6 +16,7 @@ mod banks;
 mod events;
 mod gauges;
 mod jobs;
+mod operations;
 mod partners;
 mod portal_users;
 mod refresh;
@@ -282,6 +283,7 @@ impl Store {
 
 pub(crate) use crate::model::new_id;
 pub use gauges::Gauges;
+pub use operations::{EndedAttempt, EndedFetch, PartnerDay};
 
 /// A page of rows fetched one beyond `limit` (`LIMIT limit + 1`): the first `limit`,
 /// converted, and whether more follow.
