@@ -73,7 +73,8 @@ fn quantile(values: &mut [i64], q: f64) -> Option<i64> {
 fn summarize(day: PartnerDay, now: DateTime<Utc>) -> Operations {
     let start = now - TimeDelta::hours(24);
     let index = |at: DateTime<Utc>| {
-        usize::try_from((at - start).num_minutes() / 60)
+        // Euclidean: a minute before the start is hour -1 (out), not hour 0.
+        usize::try_from((at - start).num_minutes().div_euclid(60))
             .ok()
             .filter(|i| *i < 24)
     };
