@@ -1,5 +1,7 @@
 """Seeds a freshet database for the load benchmark: N direct users of one partner, each with
-three accounts, two of them stale (never refreshed, or an hour ago) and one fresh.
+three accounts, two of them stale for an on-demand refresh (refreshed two hours ago, and an
+hour ago) and one fresh (five minutes ago). None is older than the scheduler's six hours: the
+engine that runs in every server has nothing to do, and the benchmark measures the endpoint.
 
 Writes rows straight into the schema of server/migrations (the benchmark needs hundreds of
 thousands of users, which the HTTP API would take minutes to create one by one).
@@ -22,7 +24,7 @@ with con:
         "INSERT INTO accounts (id, user_id, provider_name, account_type, currency, balance, consent_status,"
         " last_transaction_refresh_date, created_at) VALUES (?, ?, 'Monzo', 'CURRENT', 'GBP', '10.00', 'ACTIVE', ?, ?)",
         (
-            (aid(n, k), uid(n), [None, now - 3_600_000, now - 300_000][k], now)
+            (aid(n, k), uid(n), [now - 7_200_000, now - 3_600_000, now - 300_000][k], now)
             for n in range(users)
             for k in range(3)
         ),
