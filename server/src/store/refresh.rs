@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use freshet_rules::AccountState;
-use sqlx::{Connection, QueryBuilder, SqliteConnection};
+use sqlx::{QueryBuilder, SqliteConnection};
 use uuid::Uuid;
 
 use super::accounts::consent_status;
@@ -87,19 +87,21 @@ struct AnswerRow {
     retry_after: Option<i64>,
 }
 
-/// The refresh decision's writer: one connection of its own, so that its transactions do
-/// not wait on the pool (SQLite still has one writer at a time: the other writers'
-/// `BEGIN IMMEDIATE` waits up to the busy timeout).
+/// The refresh decision's writer. Each batch takes the store's one write connection, in
+/// turn with every other writer of the process (the pool queues them first come, first
+/// served). It once had a connection of its own; then its `BEGIN IMMEDIATE` competed with
+/// the pool's connection through SQLite's busy handler, which sleeps and polls — with the
+/// engine committing continuously, the poller lost again and again (p99 ~1 s measured by
+/// `scripts/loadbench`). Queued in the pool it waits for what is ahead of it, no longer.
 #[derive(Debug)]
 pub struct RefreshWriter {
     store: Store,
-    conn: Option<SqliteConnection>,
 }
 
 impl RefreshWriter {
-    /// A writer over `store` (it connects on its first batch).
+    /// A writer over `store`.
     pub fn new(store: Store) -> Self {
-        Self { store, conn: None }
+        Self { store }
     }
 
     /// Runs one batch in one write transaction: reads `user_ids` and the answers kept under
@@ -115,16 +117,16 @@ impl RefreshWriter {
         now: DateTime<Utc>,
         decide: impl FnOnce(&mut Batch) -> (R, BatchWrites),
     ) -> Result<R, StoreError> {
-        if self.conn.is_none() {
-            self.conn = Some(SqliteConnection::connect_with(&self.store.options).await?);
-        }
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(StoreError::Encoding("no connection".to_owned()));
-        };
-        let result = run_batch(conn, user_ids, keys, keys_since, now, decide).await;
+        let asked = std::time::Instant::now();
+        let mut conn = self.store.write.acquire().await?;
+        crate::ops::metrics::db_write_wait(asked.elapsed());
+        let result = run_batch(&mut conn, user_ids, keys, keys_since, now, decide).await;
         if result.is_err() {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            self.conn = None;
+            // Nothing of the batch is kept; a connection that cannot even roll back is not
+            // given back to the pool (it opens a new one).
+            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                let _ = conn.close().await;
+            }
         } else {
             self.store.want_work();
         }
