@@ -1,5 +1,13 @@
 """What both crash tests share: calling the API of a freshet server, and starting one."""
-import json, os, subprocess, time, urllib.error, urllib.request
+import json, os, socket, subprocess, time, urllib.error, urllib.request
+
+
+def free_port():
+    """A port nothing listens on now (a fixed one collided with other servers on the box);
+    the server under test is restarted on it after each kill."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def call(base, method, path, key, body=None):

@@ -18,7 +18,7 @@ EVENTS = USERS * ACCOUNTS
 work = tempfile.mkdtemp(prefix="freshet-webhook-crash-")
 db_path = os.path.join(work, "crash.db")
 DB = f"sqlite://{db_path}"
-PORT = 3200 + random.randint(0, 9)
+PORT = crashlib.free_port()
 BASE = f"http://127.0.0.1:{PORT}"
 rng = random.Random(int(os.environ.get("CRASH_SEED", time.time())))
 
