@@ -111,13 +111,29 @@ fn describe() {
 }
 
 /// One HTTP request answered.
-pub fn http_request(route: &str, method: &str, status: u16, elapsed: Duration) {
-    counter!("freshet_http_requests_total",
-        "route" => route.to_owned(), "method" => method.to_owned(), "status" => status.to_string())
-    .increment(1);
+pub fn http_request(route: String, method: &'static str, status: u16, elapsed: Duration) {
     histogram!("freshet_http_request_duration_seconds",
-        "route" => route.to_owned(), "method" => method.to_owned())
+        "route" => route.clone(), "method" => method)
     .record(elapsed.as_secs_f64());
+    counter!("freshet_http_requests_total",
+        "route" => route, "method" => method, "status" => status.to_string())
+    .increment(1);
+}
+
+/// A request method as a label: the standard ones by name, any other `OTHER` (a client
+/// inventing methods must not invent series).
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 /// One account's decision in an on-demand refresh (`reason` empty when triggered).

@@ -172,7 +172,12 @@ pub async fn observe(req: Request, next: Next) -> Response {
     }
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    super::metrics::http_request(&route, method.as_str(), status, elapsed);
+    super::metrics::http_request(
+        route,
+        super::metrics::method_label(&method),
+        status,
+        elapsed,
+    );
     if !unlogged {
         span.in_scope(|| {
             tracing::info!(
