@@ -158,7 +158,9 @@ pub enum PortalUserCommand {
 /// Where the database is; every subcommand takes it.
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
-    /// The SQLite database (created when missing).
+    /// The database: `sqlite://FILE` (created when missing), or `postgres://USER@HOST/DB`
+    /// (several replicas may share it; `?max_connections=N` sizes this replica's pool,
+    /// 16 by default).
     #[arg(
         long,
         env = "FRESHET_DATABASE_URL",

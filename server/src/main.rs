@@ -102,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Keys(KeysCommand::Rotate(db)) => {
             let store = open(&db).await?;
-            let keys = Keyring::load(store.file())?;
+            let keys = keyring(&store)?;
             let keys = if std::env::var_os(server::secrets::MASTER_KEY_ENV).is_some() {
                 keys
             } else {
@@ -161,7 +161,7 @@ async fn main() -> anyhow::Result<()> {
 /// `freshet bank add`: reads the secret and the CA, registers, prints the bank.
 async fn add_bank(args: BankAddArgs) -> anyhow::Result<()> {
     let store = open(&args.db).await?;
-    let keys = Keyring::load(store.file())?;
+    let keys = keyring(&store)?;
     let secret = std::fs::read_to_string(&args.client_secret_file)
         .with_context(|| format!("reading {}", args.client_secret_file.display()))?;
     let ca_pem = match &args.ca_file {
@@ -232,6 +232,22 @@ fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The keys that seal secrets at rest. Replicas on PostgreSQL take them from the
+/// environment: a key file beside the database is SQLite's, and a key of the process's own
+/// would seal tokens that no other replica, nor this one restarted, could open.
+fn keyring(store: &Store) -> anyhow::Result<Keyring> {
+    use server::secrets::MASTER_KEY_ENV;
+    if store.backend() == server::store::Backend::Postgres
+        && std::env::var_os(MASTER_KEY_ENV).is_none()
+    {
+        anyhow::bail!(
+            "on PostgreSQL every replica seals secrets with the same key: set {MASTER_KEY_ENV} \
+             (32 random bytes, base64: `openssl rand -base64 32`)"
+        );
+    }
+    Ok(Keyring::load(store.file())?)
+}
+
 /// Opens the database and applies pending migrations.
 async fn open(db: &DatabaseArgs) -> anyhow::Result<Store> {
     let store = Store::open(&db.database_url)
@@ -244,7 +260,7 @@ async fn open(db: &DatabaseArgs) -> anyhow::Result<Store> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = open(&args.db).await?;
     // Created on first start (a key file beside the database) when not given.
-    let keys = Keyring::load(store.file())?;
+    let keys = keyring(&store)?;
     tracing::info!(
         key = keys.current_key_id(),
         "secrets at rest sealed with this key"

@@ -22,10 +22,16 @@ pub async fn run_once(store: &Store, clock: &Clock) -> Result<Pruned, StoreError
     store.prune(now - EVENTS, now - IDEMPOTENCY, now).await
 }
 
-/// Prunes every hour of real time.
+/// Prunes every hour of real time, on one replica at a time (the others try for the lead
+/// every minute).
 pub fn spawn(store: Store, clock: Arc<Clock>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let mut lead = store.leadership(crate::store::Role::Retention);
         loop {
+            if !lead.held().await {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                continue;
+            }
             match run_once(&store, &clock).await {
                 Ok(p) if p == Pruned::default() => {}
                 Ok(p) => tracing::info!(?p, "pruned past retention"),

@@ -76,10 +76,16 @@ pub async fn announce_consents(
     store.bank_consents().announce_due(clock.now()).await
 }
 
-/// Checks every 30 seconds of real time (the sandbox clock may jump in between).
+/// Checks every 30 seconds of real time (the sandbox clock may jump in between), on one
+/// replica at a time.
 pub fn spawn(store: Store, clock: Arc<Clock>, period: TimeDelta) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let mut lead = store.leadership(crate::store::Role::Scheduler);
         loop {
+            if !lead.held().await {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                continue;
+            }
             match run_once(&store, &clock, period).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(accounts = n, "scheduled refreshes queued"),

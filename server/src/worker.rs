@@ -6,11 +6,15 @@
 //! once, new work wakes it the moment it is committed (not a timer), claims come in batches
 //! and skip banks whose share of calls is taken (each bank's gate: its limits, its `429`
 //! pause, its circuit breaker), so a slow or hung bank holds only its own accounts. While a
-//! worker lives its leases are extended, so that its accounts waiting for their bank are
-//! not taken by another. [`Worker::run_pending`] is one claim-fetch-commit round, for tests.
+//! worker lives the leases of the accounts it holds are extended, so that its accounts
+//! waiting for their bank are not taken by another — only those: an account whose commit it
+//! gave up on (the database down for longer than a lease) or whose fetch it abandoned (the
+//! database failed mid-fetch) is let go, its lease ends, and it runs again.
+//! [`Worker::run_pending`] is one claim-fetch-commit round, for tests.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::TimeDelta;
@@ -50,6 +54,9 @@ pub struct Worker {
     /// The most transactions one partner's users may hold (the sandbox's quota, which
     /// bounds its disk however far its clock is moved); `None`: no limit.
     pub transactions_per_partner: Option<u32>,
+    /// The accounts this worker holds: claimed, and neither committed nor let go. Only
+    /// their leases are extended.
+    held: Arc<Mutex<HashSet<String>>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -101,6 +108,25 @@ impl Worker {
             concurrency: 4096,
             batch: 256,
             transactions_per_partner: None,
+            held: Arc::default(),
+        }
+    }
+
+    /// Takes `account` into the held set; `false` when it is held already (a claim of an
+    /// account whose fetch is still waiting for its commit, after its lease ran out while
+    /// the database was away: that commit ends the new items too).
+    fn hold(&self, account: &str) -> bool {
+        self.held
+            .lock()
+            .map_or(true, |mut held| held.insert(account.to_owned()))
+    }
+
+    /// Lets `accounts` go: their leases are no longer extended.
+    fn let_go<'a>(&self, accounts: impl IntoIterator<Item = &'a str>) {
+        if let Ok(mut held) = self.held.lock() {
+            for account in accounts {
+                held.remove(account);
+            }
         }
     }
 
@@ -209,10 +235,17 @@ impl Worker {
     /// database refuses), each is tried alone, so one cannot hold back the others; what
     /// still fails is left to its lease, and runs again.
     async fn commit(&self, done: &[Done]) -> Result<(), StoreError> {
+        // A fetch the database failed is abandoned, not ended: it runs again.
+        let (abandoned, done): (Vec<&Done>, Vec<&Done>) = done
+            .iter()
+            .partition(|d| matches!(d.fetched, Err(BankError::Storage(_))));
+        for d in abandoned {
+            tracing::warn!(account = %d.account.account_id, "the database failed mid-fetch; the account runs again when its lease ends");
+        }
         if done.is_empty() {
             return Ok(());
         }
-        let ended: Vec<Ended<'_>> = done.iter().map(Done::ended).collect();
+        let ended: Vec<Ended<'_>> = done.iter().map(|d| d.ended()).collect();
         let work = self.store.work();
         let held = match work.finish_many(&self.owner, &ended).await {
             Ok(held) => held,
@@ -269,6 +302,10 @@ impl Worker {
                 match self.claim(want).await {
                     Ok(claimed) => {
                         full = claimed.len() == want as usize;
+                        let claimed: Vec<ClaimedAccount> = claimed
+                            .into_iter()
+                            .filter(|a| self.hold(&a.account_id))
+                            .collect();
                         in_hand.fetch_add(claimed.len(), Ordering::AcqRel);
                         for account in claimed {
                             let me = self.clone();
@@ -307,16 +344,36 @@ impl Worker {
         let mut batch = Vec::with_capacity(COMMIT_BATCH);
         while done_rx.recv_many(&mut batch, COMMIT_BATCH).await > 0 {
             crate::ops::metrics::commit_batch(batch.len());
-            if let Err(e) = self.commit(&batch).await {
-                tracing::error!(error = %e, "committing fetches failed; their leases will expire and they run again");
+            // A database that is away (restarting, connections dropped) is waited for, up to
+            // a lease: the fetches are in hand and their leases are kept meanwhile. Retrying
+            // is safe: a commit is all or nothing, and one that did land holds no lease any
+            // more, so a retry writes nothing.
+            let give_up =
+                std::time::Instant::now() + self.lease.to_std().unwrap_or(Duration::from_secs(60));
+            let mut pause = Duration::from_millis(100);
+            loop {
+                match self.commit(&batch).await {
+                    Ok(()) => break,
+                    Err(e) if std::time::Instant::now() + pause < give_up => {
+                        tracing::warn!(error = %e, n = batch.len(), "committing fetches failed; trying again");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(5));
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, n = batch.len(), "committing fetches failed; letting them go: they run again when their leases end");
+                        break;
+                    }
+                }
             }
+            self.let_go(batch.iter().map(|d| d.account.account_id.as_str()));
             in_hand.fetch_sub(batch.len(), Ordering::AcqRel);
             batch.clear();
             freed.notify_one();
         }
     }
 
-    /// Extends this worker's leases a third of the way through, while it lives.
+    /// Extends the leases of the accounts this worker holds a third of the way through,
+    /// while it lives.
     async fn keep_leases(self) {
         let every = (self.lease / 3)
             .to_std()
@@ -325,7 +382,20 @@ impl Worker {
         loop {
             tokio::time::sleep(every).await;
             let until = self.clock.now() + self.lease;
-            if let Err(e) = self.store.work().extend_leases(&self.owner, until).await {
+            let held: Vec<String> = self
+                .held
+                .lock()
+                .map(|h| h.iter().cloned().collect())
+                .unwrap_or_default();
+            if held.is_empty() {
+                continue;
+            }
+            if let Err(e) = self
+                .store
+                .work()
+                .extend_leases(&self.owner, &held, until)
+                .await
+            {
                 tracing::warn!(error = %e, "extending the worker's leases failed");
             }
         }

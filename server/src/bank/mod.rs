@@ -33,6 +33,11 @@ pub enum BankError {
     /// Anything else: a malformed answer, a bug.
     #[error("internal: {0}")]
     Internal(String),
+    /// freshet's own database failed mid-fetch (a restart, a dropped connection): not the
+    /// bank's doing, nor the account's. The engine abandons the fetch, and the account runs
+    /// again when its lease ends; nothing of it reaches the partner.
+    #[error("the database: {0}")]
+    Storage(String),
 }
 
 impl BankError {
@@ -43,7 +48,7 @@ impl BankError {
             Self::Timeout => "BANK_TIMEOUT",
             Self::RateLimited { .. } => "BANK_RATE_LIMITED",
             Self::ConsentRevoked => "CONSENT_REVOKED",
-            Self::Internal(_) => "INTERNAL",
+            Self::Internal(_) | Self::Storage(_) => "INTERNAL",
         }
     }
 
@@ -51,7 +56,7 @@ impl BankError {
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            Self::Unavailable | Self::Timeout | Self::RateLimited { .. }
+            Self::Unavailable | Self::Timeout | Self::RateLimited { .. } | Self::Storage(_)
         )
     }
 }

@@ -198,7 +198,7 @@ impl OpenBankingBank {
             .bank_consents()
             .get(&self.bank.id, consent_id)
             .await
-            .map_err(|e| BankError::Internal(e.to_string()))?;
+            .map_err(|e| BankError::Storage(e.to_string()))?;
         match consent {
             Some(c) if c.ended_at.is_none() => Ok(c),
             _ => Err(BankError::ConsentRevoked),
@@ -267,7 +267,7 @@ impl OpenBankingBank {
             .bank_consents()
             .refreshed(&self.bank.id, consent_id, &sealed, self.clock.now())
             .await
-            .map_err(|e| BankError::Internal(e.to_string()))?;
+            .map_err(|e| BankError::Storage(e.to_string()))?;
         Ok(tokens.access_token)
     }
 
@@ -278,7 +278,7 @@ impl OpenBankingBank {
             .ended(&self.bank.id, consent_id, self.clock.now(), "BANK_REVOKED")
             .await
             .map(|_| ())
-            .map_err(|e| BankError::Internal(e.to_string()))
+            .map_err(|e| BankError::Storage(e.to_string()))
     }
 
     /// Revokes consent `consent_id` at the bank (the user unlinked it). A consent the bank

@@ -102,7 +102,7 @@ fn describe() {
     );
     describe_histogram!(
         "freshet_db_write_wait_seconds",
-        "Wait for the database's one writer (SQLite: one write transaction at a time)"
+        "Wait for a serial write: SQLite's one writer, or PostgreSQL's serial advisory lock"
     );
     describe_histogram!(
         "freshet_engine_commit_batch_size",

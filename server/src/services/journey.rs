@@ -416,7 +416,9 @@ impl Services {
             .ended(bank_id, consent_id, self.clock.now(), "USER_UNLINKED")
             .await?;
         bank.revoke_consent(consent_id).await.map_err(|e| match e {
-            crate::bank::BankError::Internal(why) => JourneyError::Internal(why),
+            crate::bank::BankError::Internal(why) | crate::bank::BankError::Storage(why) => {
+                JourneyError::Internal(why)
+            }
             _ => JourneyError::BankUnavailable,
         })?;
         Ok(())
@@ -463,7 +465,9 @@ impl Services {
         let record = self.journey_session(id, token).await?;
         let bank = self.open_banking(bank_id).ok_or(JourneyError::NoSuchBank)?;
         let (consent_id, _) = bank.create_consent().await.map_err(|e| match e {
-            crate::bank::BankError::Internal(why) => JourneyError::Internal(why),
+            crate::bank::BankError::Internal(why) | crate::bank::BankError::Storage(why) => {
+                JourneyError::Internal(why)
+            }
             _ => JourneyError::BankUnavailable,
         })?;
         let state = fresh_token().map_err(|e| JourneyError::Internal(e.to_string()))?;

@@ -125,19 +125,21 @@ impl Accounts<'_> {
         partner: Uuid,
         user_id: Uuid,
     ) -> Result<Option<Vec<Account>>, StoreError> {
-        let mut conn = self.read.acquire().await?;
-        if !super::users::owned_by(&mut conn, partner, user_id).await? {
-            return Ok(None);
-        }
-        let rows: Vec<AccountRow> = sqlx::query_as(
-            "SELECT id, provider_name, account_type, currency, balance, consent_status,
+        let rows: Vec<AccountRow> = on_read!(self, |c| {
+            let mut conn = c.acquire().await?;
+            if !super::users::owned_by(&mut *conn, partner, user_id).await? {
+                return Ok(None);
+            }
+            sqlx::query_as(
+                "SELECT id, provider_name, account_type, currency, balance, consent_status,
                consent_expires_at, last_transaction_refresh_date, in_flight_since,
                bank_id, bank_consent_id
-             FROM accounts WHERE user_id = ?1 ORDER BY id",
-        )
-        .bind(user_id.to_string())
-        .fetch_all(&mut *conn)
-        .await?;
+             FROM accounts WHERE user_id = $1 ORDER BY id",
+            )
+            .bind(user_id.to_string())
+            .fetch_all(&mut *conn)
+            .await?
+        });
         Ok(Some(
             rows.into_iter()
                 .filter_map(AccountRow::into_account)
@@ -149,6 +151,13 @@ impl Accounts<'_> {
     /// (the partner's time); with `initial_fetch` (the server's time now), also queues
     /// their first fetch as a job created then. `NoSuchUser` when the user is not
     /// `partner`'s (and nothing is written).
+    ///
+    /// The quotas are exact under concurrency: the transaction is serial (`in_tx!`: SQLite's
+    /// one writer, PostgreSQL's serial lock), so no other connection counts the user's
+    /// accounts between our count and our inserts (accounts are created nowhere else); and
+    /// on PostgreSQL the partner's transaction counter is read under its row lock
+    /// (`transactions::held_by`), since the engine stores transactions outside the serial
+    /// lock: no other commit adds to it between our check and our commit.
     pub async fn connect(
         &self,
         partner: Uuid,
@@ -158,34 +167,34 @@ impl Accounts<'_> {
         now: DateTime<Utc>,
         quota: ConnectQuota,
     ) -> Result<Connected, StoreError> {
-        let mut tx = self.begin_write().await?;
-        if !super::users::owned_by(&mut tx, partner, user_id).await? {
-            return Ok(Connected::NoSuchUser);
-        }
-        let user = user_id.to_string();
-        // Counted inside the write transaction: concurrent connections cannot pass together.
-        let (held_accounts,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM accounts WHERE user_id = ?1")
-                .bind(&user)
-                .fetch_one(&mut *tx)
-                .await?;
-        if held_accounts + accounts.len() as i64 > i64::from(quota.accounts_per_user) {
-            return Ok(Connected::OverQuota);
-        }
-        let adding: usize = accounts.iter().map(|a| a.history.len()).sum();
-        if adding > 0 {
-            let held = super::transactions::held_by(&mut tx, &partner.to_string()).await?;
-            if held + adding as i64 > i64::from(quota.transactions_per_partner) {
+        let created = in_tx!(self, |tx| {
+            if !super::users::owned_by(&mut *tx, partner, user_id).await? {
+                return Ok(Connected::NoSuchUser);
+            }
+            let user = user_id.to_string();
+            // Counted inside the write transaction: concurrent connections cannot pass together.
+            let (held_accounts,): (i64,) =
+                sqlx::query_as("SELECT COUNT(*) FROM accounts WHERE user_id = $1")
+                    .bind(&user)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if held_accounts + accounts.len() as i64 > i64::from(quota.accounts_per_user) {
                 return Ok(Connected::OverQuota);
             }
-        }
-        let mut created = Vec::with_capacity(accounts.len());
-        for a in accounts {
-            let id = a.account_id.to_string();
-            sqlx::query(
+            let adding: usize = accounts.iter().map(|a| a.history.len()).sum();
+            if adding > 0 {
+                let held = super::transactions::held_by(&mut tx, &partner.to_string()).await?;
+                if held + adding as i64 > i64::from(quota.transactions_per_partner) {
+                    return Ok(Connected::OverQuota);
+                }
+            }
+            let mut created = Vec::with_capacity(accounts.len());
+            for a in accounts {
+                let id = a.account_id.to_string();
+                sqlx::query(
                 "INSERT INTO accounts (id, user_id, provider_name, account_type, currency, balance, consent_status,
                    consent_expires_at, last_transaction_refresh_date, bank_id, bank_account_id, bank_consent_id, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(&id)
             .bind(&user)
@@ -202,41 +211,45 @@ impl Accounts<'_> {
             .bind(to_ms(now))
             .execute(&mut *tx)
             .await?;
-            // Oldest first, so that ids (time-ordered) rise with the booking date.
-            let oldest_first: Vec<FetchedTransaction> = a.history.iter().rev().cloned().collect();
-            let ingested_at = a.last_transaction_refresh_date.unwrap_or(now);
-            super::transactions::insert(&mut tx, &id, &user, &oldest_first, ingested_at).await?;
-            created.push(Account {
-                account_id: a.account_id,
-                provider_name: a.provider_name.clone(),
-                account_type: a.account_type.clone(),
-                currency: a.currency.clone(),
-                balance: a.balance.clone(),
-                consent_status: a.consent_status,
-                consent_expires_at: a.consent_expires_at,
-                last_transaction_refresh_date: a.last_transaction_refresh_date,
-                in_flight_since: None,
-                bank_name: a.bank.bank_id.clone(),
-                bank_id: a.bank.bank_id.clone(),
-                bank_consent_id: a.bank.consent_id.clone(),
-            });
-        }
-        if let Some(queued_at) = initial_fetch {
-            // As after a real connection journey: the first fetch, as a job of its own.
-            let job = NewJob {
-                job_id: new_id(),
-                kind: JobKind::Initial,
-                partner,
-                user_id,
-                accounts: created.iter().map(|a| a.account_id.to_string()).collect(),
-                triggered_at: now,
-            };
-            jobs::insert(&mut tx, &[job], queued_at).await?;
-            for a in &mut created {
-                a.in_flight_since = Some(now);
+                // Oldest first, so that ids (time-ordered) rise with the booking date.
+                let oldest_first: Vec<FetchedTransaction> =
+                    a.history.iter().rev().cloned().collect();
+                let ingested_at = a.last_transaction_refresh_date.unwrap_or(now);
+                super::transactions::insert(&mut tx, &id, &user, &oldest_first, ingested_at)
+                    .await?;
+                created.push(Account {
+                    account_id: a.account_id,
+                    provider_name: a.provider_name.clone(),
+                    account_type: a.account_type.clone(),
+                    currency: a.currency.clone(),
+                    balance: a.balance.clone(),
+                    consent_status: a.consent_status,
+                    consent_expires_at: a.consent_expires_at,
+                    last_transaction_refresh_date: a.last_transaction_refresh_date,
+                    in_flight_since: None,
+                    bank_name: a.bank.bank_id.clone(),
+                    bank_id: a.bank.bank_id.clone(),
+                    bank_consent_id: a.bank.consent_id.clone(),
+                });
             }
-        }
-        tx.commit().await?;
+            if let Some(queued_at) = initial_fetch {
+                // As after a real connection journey: the first fetch, as a job of its own.
+                let job = NewJob {
+                    job_id: new_id(),
+                    kind: JobKind::Initial,
+                    partner,
+                    user_id,
+                    accounts: created.iter().map(|a| a.account_id.to_string()).collect(),
+                    triggered_at: now,
+                };
+                jobs::insert(&mut tx, &[job], queued_at).await?;
+                for a in &mut created {
+                    a.in_flight_since = Some(now);
+                }
+            }
+            tx.commit().await?;
+            created
+        });
         if initial_fetch.is_some() {
             crate::ops::metrics::jobs_created(JobKind::Initial.as_str(), 1);
             self.want_work();
@@ -246,13 +259,15 @@ impl Accounts<'_> {
 
     /// Whether the account belongs to one of `partner`'s users.
     pub async fn is_partners(&self, partner: Uuid, account_id: Uuid) -> Result<bool, StoreError> {
-        let row: Option<(i64,)> = sqlx::query_as(
-            "SELECT 1 FROM accounts a JOIN users u ON u.id = a.user_id WHERE a.id = ?1 AND u.partner_id = ?2",
-        )
-        .bind(account_id.to_string())
-        .bind(partner.to_string())
-        .fetch_optional(&self.read)
-        .await?;
+        let row: Option<(i64,)> = on_read!(self, |c| {
+            sqlx::query_as(
+                "SELECT CAST(1 AS BIGINT) FROM accounts a JOIN users u ON u.id = a.user_id WHERE a.id = $1 AND u.partner_id = $2",
+            )
+            .bind(account_id.to_string())
+            .bind(partner.to_string())
+            .fetch_optional(c)
+            .await?
+        });
         Ok(row.is_some())
     }
 
@@ -263,14 +278,16 @@ impl Accounts<'_> {
         user_id: Uuid,
         account_id: Uuid,
     ) -> Result<bool, StoreError> {
-        let row: Option<(i64,)> = sqlx::query_as(
-            "SELECT 1 FROM accounts a JOIN users u ON u.id = a.user_id WHERE a.id = ?1 AND u.id = ?2 AND u.partner_id = ?3",
-        )
-        .bind(account_id.to_string())
-        .bind(user_id.to_string())
-        .bind(partner.to_string())
-        .fetch_optional(&self.read)
-        .await?;
+        let row: Option<(i64,)> = on_read!(self, |c| {
+            sqlx::query_as(
+                "SELECT CAST(1 AS BIGINT) FROM accounts a JOIN users u ON u.id = a.user_id WHERE a.id = $1 AND u.id = $2 AND u.partner_id = $3",
+            )
+            .bind(account_id.to_string())
+            .bind(user_id.to_string())
+            .bind(partner.to_string())
+            .fetch_optional(c)
+            .await?
+        });
         Ok(row.is_some())
     }
 }

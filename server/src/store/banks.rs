@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Banks, StoreError};
+use super::{Banks, Db, StoreError};
 use crate::model::{from_ms, to_ms};
 
 /// A bank as registered. `client_secret` is the sealed text, never the secret.
@@ -95,15 +95,18 @@ impl Banks<'_> {
     /// Registers `bank`, or updates the registration of the bank with its id (keeping when
     /// it was first registered). Returns whether it was new.
     pub async fn upsert(&self, bank: &BankRecord) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let existed: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM banks WHERE id = ?1")
-            .bind(&bank.id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        sqlx::query(
+        // The look and the upsert see no writer between them (SQLite's one writer; the serial
+        // lock on PostgreSQL), so "new" is told to exactly one of two concurrent registrations.
+        in_tx!(self, |tx| {
+            let existed: Option<(i64,)> =
+                sqlx::query_as("SELECT CAST(1 AS BIGINT) FROM banks WHERE id = $1")
+                    .bind(&bank.id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            sqlx::query(
             "INSERT INTO banks (id, name, api_base, issuer, authorization_url, token_url, client_id, client_secret,
                ca_pem, max_in_flight, requests_per_second, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, api_base = excluded.api_base,
                issuer = excluded.issuer, authorization_url = excluded.authorization_url,
                token_url = excluded.token_url, client_id = excluded.client_id,
@@ -125,36 +128,34 @@ impl Banks<'_> {
         .bind(to_ms(bank.updated_at))
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        Ok(existed.is_none())
+            tx.commit().await?;
+            Ok(existed.is_none())
+        })
     }
 
     /// Every registered bank, by id.
     pub async fn list(&self) -> Result<Vec<BankRecord>, StoreError> {
-        let rows: Vec<BankRow> =
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM banks ORDER BY id"))
-                .fetch_all(&self.read)
-                .await?;
+        let sql = format!("SELECT {COLUMNS} FROM banks ORDER BY id");
+        let rows: Vec<BankRow> = on_read!(self, |c| sqlx::query_as(&sql).fetch_all(c).await?);
         Ok(rows.into_iter().map(BankRecord::from).collect())
     }
 
     /// One bank.
     pub async fn get(&self, id: &str) -> Result<Option<BankRecord>, StoreError> {
-        let row: Option<BankRow> =
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM banks WHERE id = ?1"))
-                .bind(id)
-                .fetch_optional(&self.read)
-                .await?;
+        let sql = format!("SELECT {COLUMNS} FROM banks WHERE id = $1");
+        let row: Option<BankRow> = on_read!(self, |c| {
+            sqlx::query_as(&sql).bind(id).fetch_optional(c).await?
+        });
         Ok(row.map(BankRecord::from))
     }
 
     /// Every bank's id and sealed client secret.
     pub async fn sealed_secrets(&self) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(
+        Ok(on_read!(self, |c| {
             sqlx::query_as("SELECT id, client_secret FROM banks ORDER BY id")
-                .fetch_all(&self.read)
-                .await?,
-        )
+                .fetch_all(c)
+                .await?
+        }))
     }
 
     /// Replaces sealed secrets — (bank id, the sealed text read, the new one) — in one
@@ -163,21 +164,23 @@ impl Banks<'_> {
         &self,
         secrets: &[(String, String, String)],
     ) -> Result<u64, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let mut changed = 0;
-        for (id, old, new) in secrets {
-            changed += sqlx::query(
-                "UPDATE banks SET client_secret = ?3 WHERE id = ?1 AND client_secret = ?2",
-            )
-            .bind(id)
-            .bind(old)
-            .bind(new)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        }
-        tx.commit().await?;
-        Ok(changed)
+        // Each update re-checks the secret it replaces; the transaction makes them all or none.
+        in_tx!(self, |tx| {
+            let mut changed = 0;
+            for (id, old, new) in secrets {
+                changed += sqlx::query(
+                    "UPDATE banks SET client_secret = $3 WHERE id = $1 AND client_secret = $2",
+                )
+                .bind(id)
+                .bind(old)
+                .bind(new)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+            tx.commit().await?;
+            Ok(changed)
+        })
     }
 
     /// Per bank, how its fetches ended since `since`: succeeded, and failed on the bank's
@@ -186,16 +189,33 @@ impl Banks<'_> {
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<BankAnswers>, StoreError> {
-        let rows: Vec<BankAnswers> = sqlx::query_as(
-            "SELECT a.bank_id,
+        // PostgreSQL sums no booleans: it counts with FILTER (a bigint, as the row wants).
+        let rows: Vec<BankAnswers> = match &self.db {
+            Db::Sqlite { read, .. } => {
+                sqlx::query_as(
+                    "SELECT a.bank_id,
                SUM(i.state = 'SUCCEEDED') AS succeeded,
                SUM(i.state = 'FAILED' AND i.error_code IN ('BANK_UNAVAILABLE', 'BANK_TIMEOUT', 'BANK_RATE_LIMITED')) AS failed
              FROM refresh_job_items i JOIN accounts a ON a.id = i.account_id
-             WHERE i.finished_at >= ?1 GROUP BY a.bank_id",
-        )
-        .bind(to_ms(since))
-        .fetch_all(&self.read)
-        .await?;
+             WHERE i.finished_at >= $1 GROUP BY a.bank_id",
+                )
+                .bind(to_ms(since))
+                .fetch_all(read)
+                .await?
+            }
+            Db::Postgres { pool } => {
+                sqlx::query_as(
+                    "SELECT a.bank_id,
+               COUNT(*) FILTER (WHERE i.state = 'SUCCEEDED') AS succeeded,
+               COUNT(*) FILTER (WHERE i.state = 'FAILED' AND i.error_code IN ('BANK_UNAVAILABLE', 'BANK_TIMEOUT', 'BANK_RATE_LIMITED')) AS failed
+             FROM refresh_job_items i JOIN accounts a ON a.id = i.account_id
+             WHERE i.finished_at >= $1 GROUP BY a.bank_id",
+                )
+                .bind(to_ms(since))
+                .fetch_all(pool)
+                .await?
+            }
+        };
         Ok(rows)
     }
 }

@@ -1,8 +1,12 @@
 //! Refresh jobs and their items: the one way a job is created (any kind, any number at
 //! once), and the reads of the API (a job and its accounts) and the portal (lists, timings).
+//!
+//! Creating jobs rides in a caller's write transaction of either backend ([`TxConn`]):
+//! SQLite reads the rows as JSON (`json_each`), PostgreSQL as arrays (`unnest`), and both
+//! write any number of jobs in one round trip.
 
 use chrono::{DateTime, Utc};
-use sqlx::SqliteConnection;
+use sqlx::{PgConnection, Postgres, Sqlite, SqliteConnection, Transaction};
 use uuid::Uuid;
 
 use super::{Jobs, StoreError, json, page_of};
@@ -103,13 +107,55 @@ struct ItemRow {
     finished_at: Option<i64>,
     new_transactions: Option<i64>,
     error_code: Option<String>,
-    error_retryable: Option<bool>,
+    /// 0/1 (an integer column on both backends: PostgreSQL does not read a BIGINT as bool).
+    error_retryable: Option<i64>,
 }
 
 const SUMMARY: &str = "SELECT j.id, j.user_id, j.kind, j.status, j.created_at, j.finished_at,
    (SELECT COUNT(*) FROM refresh_job_items i WHERE i.job_id = j.id) AS accounts,
    (SELECT COUNT(*) FROM refresh_job_items i WHERE i.job_id = j.id AND i.state IN ('SUCCEEDED', 'FAILED')) AS done
  FROM refresh_jobs j";
+
+/// A write transaction (or its connection) of either backend, for the writes that ride in
+/// a caller's transaction: [`insert`], `transactions::insert_many`, `transactions::held_by`.
+/// Implemented for both backends' connections and transactions, so that a body of
+/// `in_tx!` (compiled once per backend) calls them alike, with `&mut tx`.
+pub(super) trait TxConn: Send {
+    /// The connection, by backend.
+    fn tx_conn(&mut self) -> TxConnRef<'_>;
+}
+
+/// A borrowed connection of one backend or the other.
+pub(super) enum TxConnRef<'c> {
+    /// SQLite's.
+    Sqlite(&'c mut SqliteConnection),
+    /// PostgreSQL's.
+    Postgres(&'c mut PgConnection),
+}
+
+impl TxConn for SqliteConnection {
+    fn tx_conn(&mut self) -> TxConnRef<'_> {
+        TxConnRef::Sqlite(self)
+    }
+}
+
+impl TxConn for PgConnection {
+    fn tx_conn(&mut self) -> TxConnRef<'_> {
+        TxConnRef::Postgres(self)
+    }
+}
+
+impl TxConn for Transaction<'_, Sqlite> {
+    fn tx_conn(&mut self) -> TxConnRef<'_> {
+        TxConnRef::Sqlite(self)
+    }
+}
+
+impl TxConn for Transaction<'_, Postgres> {
+    fn tx_conn(&mut self) -> TxConnRef<'_> {
+        TxConnRef::Postgres(self)
+    }
+}
 
 /// Inserts `jobs`, one queued item per account, and marks those accounts in flight (an
 /// account already in flight keeps its trigger time: its fetch is not started twice),
@@ -147,14 +193,14 @@ async fn insert_jobs(
         })
         .collect();
     // Each statement names every parameter, in order, through the same `p` CTE: sqlx binds
-    // a statement's parameters by name only when none of ?1..?N is missing from it.
-    let sql = "WITH p(jobs, items, accounts, now) AS (SELECT ?1, ?2, ?3, ?4)
+    // a statement's parameters by name only when none of $1..$N is missing from it.
+    let sql = "WITH p(jobs, items, accounts, now) AS (SELECT $1, $2, $3, $4)
          INSERT INTO refresh_jobs (id, partner_id, user_id, kind, status, created_at)
            SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, 'QUEUED', p.now FROM p, json_each(p.jobs);
-         WITH p(jobs, items, accounts, now) AS (SELECT ?1, ?2, ?3, ?4)
+         WITH p(jobs, items, accounts, now) AS (SELECT $1, $2, $3, $4)
          INSERT INTO refresh_job_items (job_id, account_id, state)
            SELECT value ->> 0, value ->> 1, 'QUEUED' FROM p, json_each(p.items);
-         WITH p(jobs, items, accounts, now) AS (SELECT ?1, ?2, ?3, ?4)
+         WITH p(jobs, items, accounts, now) AS (SELECT $1, $2, $3, $4)
          UPDATE accounts SET in_flight_since = t.at
            FROM (SELECT value ->> 0 AS id, value ->> 1 AS at FROM p, json_each(p.accounts)) AS t
            WHERE accounts.id = t.id AND accounts.in_flight_since IS NULL;";
@@ -173,19 +219,88 @@ async fn insert_jobs(
     Ok(())
 }
 
-/// Creates `jobs` inside the caller's transaction (see [`insert_jobs`]).
-pub(super) async fn insert(
-    conn: &mut SqliteConnection,
+/// PostgreSQL's [`insert_jobs`]: one statement, the rows as arrays. The accounts are
+/// locked in id order before they are marked (`FOR NO KEY UPDATE`, which the foreign keys'
+/// `KEY SHARE` locks do not wait for), so that two transactions marking overlapping
+/// accounts (a refresh batch and the scheduler) queue instead of deadlocking. The items'
+/// foreign key to their job is checked at the end of the statement, when both are in.
+const INSERT_JOBS_PG: &str = "WITH new_jobs AS (
+       INSERT INTO refresh_jobs (id, partner_id, user_id, kind, status, created_at)
+       SELECT r.id, r.partner_id, r.user_id, r.kind, 'QUEUED', $5
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS r(id, partner_id, user_id, kind)
+     ), new_items AS (
+       INSERT INTO refresh_job_items (job_id, account_id, state)
+       SELECT r.job_id, r.account_id, 'QUEUED' FROM unnest($6::text[], $7::text[]) AS r(job_id, account_id)
+     )
+     UPDATE accounts SET in_flight_since = m.at
+     FROM (SELECT a.id, t.at FROM accounts a JOIN unnest($7::text[], $8::bigint[]) AS t(id, at) ON a.id = t.id
+           WHERE a.in_flight_since IS NULL ORDER BY a.id FOR NO KEY UPDATE OF a) AS m
+     WHERE accounts.id = m.id AND accounts.in_flight_since IS NULL";
+
+/// [`insert_jobs`] on PostgreSQL (see [`INSERT_JOBS_PG`]); the caller commits.
+async fn insert_jobs_pg(
+    conn: &mut PgConnection,
+    jobs: &[NewJob],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let n = jobs.len();
+    let (mut ids, mut partners, mut users, mut kinds) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let items = jobs.iter().map(|j| j.accounts.len()).sum();
+    let (mut item_jobs, mut item_accounts, mut marks) = (
+        Vec::with_capacity(items),
+        Vec::with_capacity(items),
+        Vec::with_capacity(items),
+    );
+    for job in jobs {
+        let id = job.job_id.to_string();
+        let at = to_ms(job.triggered_at);
+        for account in &job.accounts {
+            item_jobs.push(id.clone());
+            item_accounts.push(account.as_str());
+            marks.push(at);
+        }
+        ids.push(id);
+        partners.push(job.partner.to_string());
+        users.push(job.user_id.to_string());
+        kinds.push(job.kind.as_str());
+    }
+    sqlx::query(INSERT_JOBS_PG)
+        .bind(ids)
+        .bind(partners)
+        .bind(users)
+        .bind(kinds)
+        .bind(to_ms(now))
+        .bind(item_jobs)
+        .bind(item_accounts)
+        .bind(marks)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Creates `jobs` inside the caller's transaction, on either backend (see [`insert_jobs`]).
+pub(super) async fn insert<C: TxConn + ?Sized>(
+    conn: &mut C,
     jobs: &[NewJob],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     if jobs.is_empty() {
         return Ok(());
     }
-    insert_jobs(conn, jobs, now, false).await
+    match conn.tx_conn() {
+        TxConnRef::Sqlite(conn) => insert_jobs(conn, jobs, now, false).await,
+        TxConnRef::Postgres(conn) => insert_jobs_pg(conn, jobs, now).await,
+    }
 }
 
-/// Creates `jobs` and commits the transaction begun by hand on `conn`, in one round trip.
+/// Creates `jobs` and commits the transaction begun by hand on `conn`, in one round trip
+/// (SQLite's trick of carrying `COMMIT` in the statement; PostgreSQL's refresh batch
+/// inserts with [`insert`] and commits its transaction).
 pub(super) async fn insert_and_commit(
     conn: &mut SqliteConnection,
     jobs: &[NewJob],
@@ -223,7 +338,7 @@ impl Jobs<'_> {
                     new_transactions: it.new_transactions,
                     error: it.error_code.map(|code| ItemError {
                         code,
-                        retryable: it.error_retryable.unwrap_or(false),
+                        retryable: it.error_retryable.is_some_and(|r| r != 0),
                     }),
                 })
             })
@@ -238,13 +353,15 @@ impl Jobs<'_> {
     }
 
     async fn item_rows(&self, job_id: Uuid) -> Result<Vec<ItemRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT account_id, state, attempts, started_at, finished_at, new_transactions, error_code, error_retryable
-             FROM refresh_job_items WHERE job_id = ?1 ORDER BY account_id",
-        )
-        .bind(job_id.to_string())
-        .fetch_all(&self.read)
-        .await?)
+        Ok(on_read!(self, |c| {
+            sqlx::query_as(
+                "SELECT account_id, state, attempts, started_at, finished_at, new_transactions, error_code, error_retryable
+                 FROM refresh_job_items WHERE job_id = $1 ORDER BY account_id",
+            )
+            .bind(job_id.to_string())
+            .fetch_all(c)
+            .await?
+        }))
     }
 
     /// One of `partner`'s jobs, as lists show it.
@@ -253,12 +370,14 @@ impl Jobs<'_> {
         partner: Uuid,
         job_id: Uuid,
     ) -> Result<Option<JobSummary>, StoreError> {
-        let row: Option<JobSummaryRow> =
-            sqlx::query_as(&format!("{SUMMARY} WHERE j.partner_id = ?1 AND j.id = ?2"))
+        let sql = format!("{SUMMARY} WHERE j.partner_id = $1 AND j.id = $2");
+        let row: Option<JobSummaryRow> = on_read!(self, |c| {
+            sqlx::query_as(&sql)
                 .bind(partner.to_string())
                 .bind(job_id.to_string())
-                .fetch_optional(&self.read)
-                .await?;
+                .fetch_optional(c)
+                .await?
+        });
         Ok(row.and_then(JobSummaryRow::into_summary))
     }
 
@@ -288,29 +407,34 @@ impl Jobs<'_> {
         offset: u32,
         limit: u32,
     ) -> Result<(Vec<JobSummary>, bool), StoreError> {
-        let rows: Vec<JobSummaryRow> = sqlx::query_as(&format!(
-            "{SUMMARY} WHERE j.partner_id = ?1 AND (?2 IS NULL OR j.user_id = ?2)
-             ORDER BY j.created_at DESC, j.id DESC LIMIT ?3 OFFSET ?4"
-        ))
-        .bind(partner.to_string())
-        .bind(user.map(|u| u.to_string()))
-        .bind(i64::from(limit) + 1)
-        .bind(i64::from(offset))
-        .fetch_all(&self.read)
-        .await?;
+        let sql = format!(
+            "{SUMMARY} WHERE j.partner_id = $1 AND ($2 IS NULL OR j.user_id = $2)
+             ORDER BY j.created_at DESC, j.id DESC LIMIT $3 OFFSET $4"
+        );
+        let rows: Vec<JobSummaryRow> = on_read!(self, |c| {
+            sqlx::query_as(&sql)
+                .bind(partner.to_string())
+                .bind(user.map(|u| u.to_string()))
+                .bind(i64::from(limit) + 1)
+                .bind(i64::from(offset))
+                .fetch_all(c)
+                .await?
+        });
         Ok(page_of(rows, limit, JobSummaryRow::into_summary))
     }
 
     /// The newest job of a user that is still open.
     pub async fn open_of(&self, partner: Uuid, user: Uuid) -> Result<Option<Uuid>, StoreError> {
-        let row: Option<(String,)> = sqlx::query_as(
-            "SELECT id FROM refresh_jobs WHERE partner_id = ?1 AND user_id = ?2 AND status IN ('QUEUED', 'RUNNING')
-             ORDER BY created_at DESC LIMIT 1",
-        )
-        .bind(partner.to_string())
-        .bind(user.to_string())
-        .fetch_optional(&self.read)
-        .await?;
+        let row: Option<(String,)> = on_read!(self, |c| {
+            sqlx::query_as(
+                "SELECT id FROM refresh_jobs WHERE partner_id = $1 AND user_id = $2 AND status IN ('QUEUED', 'RUNNING')
+                 ORDER BY created_at DESC LIMIT 1",
+            )
+            .bind(partner.to_string())
+            .bind(user.to_string())
+            .fetch_optional(c)
+            .await?
+        });
         Ok(row.and_then(|(id,)| Uuid::parse_str(&id).ok()))
     }
 }

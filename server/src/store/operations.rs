@@ -49,29 +49,36 @@ impl Store {
         since: DateTime<Utc>,
     ) -> Result<PartnerDay, StoreError> {
         let since_ms = to_ms(since);
-        let fetches: Vec<EndedFetch> = sqlx::query_as(
-            "SELECT i.finished_at AS finished_ms, i.state, a.bank_id,
-                    CASE WHEN i.started_at IS NOT NULL THEN i.finished_at - i.started_at END AS duration_ms
-             FROM refresh_jobs j
-             JOIN refresh_job_items i ON i.job_id = j.id
-             JOIN accounts a ON a.id = i.account_id
-             WHERE j.partner_id = ?1 AND j.created_at >= ?2 - 86400000
-               AND i.state IN ('SUCCEEDED', 'FAILED') AND i.finished_at >= ?2",
-        )
-        .bind(partner.to_string())
-        .bind(since_ms)
-        .fetch_all(&self.read)
-        .await?;
-        let attempts: Vec<EndedAttempt> = sqlx::query_as(
-            "SELECT a.started_at AS started_ms, a.outcome = 'SUCCEEDED' AS succeeded, a.latency_ms
-             FROM webhook_subscriptions s
-             JOIN webhook_attempts a ON a.subscription_id = s.id
-             WHERE s.partner_id = ?1 AND a.started_at >= ?2 AND a.outcome != 'IN_PROGRESS'",
-        )
-        .bind(partner.to_string())
-        .bind(since_ms)
-        .fetch_all(&self.read)
-        .await?;
+        // Shared by both dialects: `$2 - 86400000` is bigint arithmetic in PostgreSQL too
+        // (`$2` is bound as an i64), and `succeeded` decodes as a bool from SQLite's 0/1 and
+        // from PostgreSQL's boolean alike.
+        let fetches: Vec<EndedFetch> = on_read!(self, |c| {
+            sqlx::query_as(
+                "SELECT i.finished_at AS finished_ms, i.state, a.bank_id,
+                        CASE WHEN i.started_at IS NOT NULL THEN i.finished_at - i.started_at END AS duration_ms
+                 FROM refresh_jobs j
+                 JOIN refresh_job_items i ON i.job_id = j.id
+                 JOIN accounts a ON a.id = i.account_id
+                 WHERE j.partner_id = $1 AND j.created_at >= $2 - 86400000
+                   AND i.state IN ('SUCCEEDED', 'FAILED') AND i.finished_at >= $2",
+            )
+            .bind(partner.to_string())
+            .bind(since_ms)
+            .fetch_all(c)
+            .await?
+        });
+        let attempts: Vec<EndedAttempt> = on_read!(self, |c| {
+            sqlx::query_as(
+                "SELECT a.started_at AS started_ms, a.outcome = 'SUCCEEDED' AS succeeded, a.latency_ms
+                 FROM webhook_subscriptions s
+                 JOIN webhook_attempts a ON a.subscription_id = s.id
+                 WHERE s.partner_id = $1 AND a.started_at >= $2 AND a.outcome != 'IN_PROGRESS'",
+            )
+            .bind(partner.to_string())
+            .bind(since_ms)
+            .fetch_all(c)
+            .await?
+        });
         Ok(PartnerDay { fetches, attempts })
     }
 }

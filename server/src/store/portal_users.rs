@@ -95,33 +95,38 @@ impl PortalUsers<'_> {
             return Err(PortalUserError::WeakPassword);
         }
         let password_hash = hash(password)?;
-        let mut tx = self.begin_write().await?;
-        let known: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM partners WHERE id = ?1")
-            .bind(partner.to_string())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
-        if known.is_none() {
-            return Err(PortalUserError::UnknownPartner(partner));
-        }
         let id = new_id();
-        let inserted = sqlx::query(
-            "INSERT INTO portal_users (id, partner_id, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .bind(id.to_string())
-        .bind(partner.to_string())
-        .bind(email)
-        .bind(password_hash)
-        .bind(to_ms(now))
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(PortalUserError::EmailTaken(email.to_owned()));
+        // A taken email is the unique index's answer (case-insensitive in both schemas), so
+        // concurrent creations with one email cannot both pass. On PostgreSQL the failed
+        // insert aborts the transaction, which is dropped (rolled back) on return.
+        in_tx!(self, |tx| {
+            let known: Option<(i64,)> =
+                sqlx::query_as("SELECT CAST(1 AS BIGINT) FROM partners WHERE id = $1")
+                    .bind(partner.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(StoreError::from)?;
+            if known.is_none() {
+                return Err(PortalUserError::UnknownPartner(partner));
             }
-            other => other.map_err(StoreError::from)?,
-        };
-        tx.commit().await.map_err(StoreError::from)?;
+            let inserted = sqlx::query(
+                "INSERT INTO portal_users (id, partner_id, email, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id.to_string())
+            .bind(partner.to_string())
+            .bind(email)
+            .bind(&password_hash)
+            .bind(to_ms(now))
+            .execute(&mut *tx)
+            .await;
+            match inserted {
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    return Err(PortalUserError::EmailTaken(email.to_owned()));
+                }
+                other => other.map_err(StoreError::from)?,
+            };
+            tx.commit().await.map_err(StoreError::from)?;
+        });
         Ok(id)
     }
 }
@@ -130,11 +135,14 @@ impl PortalUsers<'_> {
     /// The portal user with this email, and their password's argon2id hash (checking it is
     /// the caller's: it is slow on purpose, and not SQL).
     pub async fn credentials(&self, email: &str) -> Result<Option<(Uuid, String)>, StoreError> {
-        let row: Option<CredentialRow> =
-            sqlx::query_as("SELECT id, password_hash FROM portal_users WHERE email = ?1")
+        // `email = $1` ignores case through the column's collation (NOCASE in SQLite, the
+        // `nocase` ICU collation in PostgreSQL).
+        let row: Option<CredentialRow> = on_read!(self, |c| {
+            sqlx::query_as("SELECT id, password_hash FROM portal_users WHERE email = $1")
                 .bind(email.trim())
-                .fetch_optional(&self.read)
-                .await?;
+                .fetch_optional(c)
+                .await?
+        });
         Ok(row.and_then(|r| Some((Uuid::parse_str(&r.id).ok()?, r.password_hash))))
     }
 
@@ -148,15 +156,18 @@ impl PortalUsers<'_> {
         let mut bytes = [0_u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| StoreError::Random(e.to_string()))?;
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        sqlx::query(
-            "INSERT INTO portal_sessions (token_hash, portal_user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-        )
-        .bind(token_hash(&token))
-        .bind(user.to_string())
-        .bind(to_ms(now))
-        .bind(to_ms(now + ttl))
-        .execute(&self.write)
-        .await?;
+        let hash = token_hash(&token);
+        on_write!(self, |c| {
+            sqlx::query(
+                "INSERT INTO portal_sessions (token_hash, portal_user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&hash)
+            .bind(user.to_string())
+            .bind(to_ms(now))
+            .bind(to_ms(now + ttl))
+            .execute(c)
+            .await?;
+        });
         Ok(token)
     }
 
@@ -166,16 +177,19 @@ impl PortalUsers<'_> {
         token: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<SessionUser>, StoreError> {
-        let row: Option<SessionRow> = sqlx::query_as(
-            "SELECT u.id AS user_id, u.email, p.id AS partner_id, p.name AS partner_name
+        let hash = token_hash(token);
+        let row: Option<SessionRow> = on_read!(self, |c| {
+            sqlx::query_as(
+                "SELECT u.id AS user_id, u.email, p.id AS partner_id, p.name AS partner_name
              FROM portal_sessions s
              JOIN portal_users u ON u.id = s.portal_user_id JOIN partners p ON p.id = u.partner_id
-             WHERE s.token_hash = ?1 AND s.expires_at > ?2",
-        )
-        .bind(token_hash(token))
-        .bind(to_ms(now))
-        .fetch_optional(&self.read)
-        .await?;
+             WHERE s.token_hash = $1 AND s.expires_at > $2",
+            )
+            .bind(&hash)
+            .bind(to_ms(now))
+            .fetch_optional(c)
+            .await?
+        });
         Ok(row.and_then(|r| {
             Some(SessionUser {
                 portal_user_id: Uuid::parse_str(&r.user_id).ok()?,
@@ -188,11 +202,14 @@ impl PortalUsers<'_> {
 
     /// Ends a session (and any expired ones).
     pub async fn end_session(&self, token: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM portal_sessions WHERE token_hash = ?1 OR expires_at <= ?2")
-            .bind(token_hash(token))
-            .bind(to_ms(now))
-            .execute(&self.write)
-            .await?;
+        let hash = token_hash(token);
+        on_write!(self, |c| {
+            sqlx::query("DELETE FROM portal_sessions WHERE token_hash = $1 OR expires_at <= $2")
+                .bind(&hash)
+                .bind(to_ms(now))
+                .execute(c)
+                .await?;
+        });
         Ok(())
     }
 }

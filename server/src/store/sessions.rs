@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{ConnectionSessions, StoreError};
+use super::{ConnectionSessions, Db, StoreError};
 use crate::model::{from_ms, to_ms};
 
 /// Where a session is, as stored (`EXPIRED` is read from the time).
@@ -120,34 +120,38 @@ impl ConnectionSessions<'_> {
         session: &SessionRecord,
         partner_token_hash: &[u8],
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO connection_sessions (id, partner_id, user_id, partner_redirect_url, correlation_id,
+        on_write!(self, |c| {
+            sqlx::query(
+                "INSERT INTO connection_sessions (id, partner_id, user_id, partner_redirect_url, correlation_id,
                partner_token_hash, status, created_at, expires_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?8)",
-        )
-        .bind(session.id.to_string())
-        .bind(session.partner_id.to_string())
-        .bind(session.user_id.to_string())
-        .bind(&session.partner_redirect_url)
-        .bind(&session.correlation_id)
-        .bind(partner_token_hash)
-        .bind(session.status.as_str())
-        .bind(to_ms(session.created_at))
-        .bind(to_ms(session.expires_at))
-        .execute(&self.write)
-        .await?;
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8)",
+            )
+            .bind(session.id.to_string())
+            .bind(session.partner_id.to_string())
+            .bind(session.user_id.to_string())
+            .bind(&session.partner_redirect_url)
+            .bind(&session.correlation_id)
+            .bind(partner_token_hash)
+            .bind(session.status.as_str())
+            .bind(to_ms(session.created_at))
+            .bind(to_ms(session.expires_at))
+            .execute(c)
+            .await?;
+        });
         Ok(())
     }
 
     /// Partner `partner`'s session `id`.
     pub async fn get(&self, partner: Uuid, id: Uuid) -> Result<Option<SessionRecord>, StoreError> {
-        let row: Option<Row> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM connection_sessions WHERE id = ?1 AND partner_id = ?2"
-        ))
-        .bind(id.to_string())
-        .bind(partner.to_string())
-        .fetch_optional(&self.read)
-        .await?;
+        let sql =
+            format!("SELECT {COLUMNS} FROM connection_sessions WHERE id = $1 AND partner_id = $2");
+        let row: Option<Row> = on_read!(self, |c| {
+            sqlx::query_as(&sql)
+                .bind(id.to_string())
+                .bind(partner.to_string())
+                .fetch_optional(c)
+                .await?
+        });
         Ok(row.and_then(Row::into_record))
     }
 
@@ -157,13 +161,16 @@ impl ConnectionSessions<'_> {
         id: Uuid,
         hash: &[u8],
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let row: Option<Row> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM connection_sessions WHERE id = ?1 AND partner_token_hash = ?2"
-        ))
-        .bind(id.to_string())
-        .bind(hash)
-        .fetch_optional(&self.read)
-        .await?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM connection_sessions WHERE id = $1 AND partner_token_hash = $2"
+        );
+        let row: Option<Row> = on_read!(self, |c| {
+            sqlx::query_as(&sql)
+                .bind(id.to_string())
+                .bind(hash)
+                .fetch_optional(c)
+                .await?
+        });
         Ok(row.and_then(Row::into_record))
     }
 
@@ -173,18 +180,23 @@ impl ConnectionSessions<'_> {
         partner: Uuid,
         hash: &[u8],
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let row: Option<Row> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM connection_sessions WHERE termination_token_hash = ?1 AND partner_id = ?2"
-        ))
-        .bind(hash)
-        .bind(partner.to_string())
-        .fetch_optional(&self.read)
-        .await?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM connection_sessions WHERE termination_token_hash = $1 AND partner_id = $2"
+        );
+        let row: Option<Row> = on_read!(self, |c| {
+            sqlx::query_as(&sql)
+                .bind(hash)
+                .bind(partner.to_string())
+                .fetch_optional(c)
+                .await?
+        });
         Ok(row.and_then(Row::into_record))
     }
 
     /// Moves session `id` from one of `from` to `to` (with the termination token's hash and
-    /// the outcome, when given); whether it moved.
+    /// the outcome, when given); whether it moved. One conditional statement: of concurrent
+    /// moves from the same state, exactly one moves (on PostgreSQL the losers wait for the
+    /// winner's row lock, then re-check the status and find it changed).
     pub async fn advance(
         &self,
         id: Uuid,
@@ -195,21 +207,39 @@ impl ConnectionSessions<'_> {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
-        let moved = sqlx::query(
-            "UPDATE connection_sessions SET status = ?3,
-               termination_token_hash = COALESCE(?4, termination_token_hash),
-               outcome = COALESCE(?5, outcome), updated_at = ?6
-             WHERE id = ?1 AND status IN (SELECT value FROM json_each(?2))",
-        )
-        .bind(id.to_string())
-        .bind(super::json(&from)?)
-        .bind(to.as_str())
-        .bind(termination_token_hash)
-        .bind(outcome)
-        .bind(to_ms(now))
-        .execute(&self.write)
-        .await?
-        .rows_affected();
+        // The states travel as JSON for SQLite's json_each, as a text[] for PostgreSQL.
+        let moved = match &self.db {
+            Db::Sqlite { write, .. } => sqlx::query(
+                "UPDATE connection_sessions SET status = $3,
+               termination_token_hash = COALESCE($4, termination_token_hash),
+               outcome = COALESCE($5, outcome), updated_at = $6
+             WHERE id = $1 AND status IN (SELECT value FROM json_each($2))",
+            )
+            .bind(id.to_string())
+            .bind(super::json(&from)?)
+            .bind(to.as_str())
+            .bind(termination_token_hash)
+            .bind(outcome)
+            .bind(to_ms(now))
+            .execute(write)
+            .await?
+            .rows_affected(),
+            Db::Postgres { pool } => sqlx::query(
+                "UPDATE connection_sessions SET status = $3,
+               termination_token_hash = COALESCE($4, termination_token_hash),
+               outcome = COALESCE($5, outcome), updated_at = $6
+             WHERE id = $1 AND status = ANY($2)",
+            )
+            .bind(id.to_string())
+            .bind(&from)
+            .bind(to.as_str())
+            .bind(termination_token_hash)
+            .bind(outcome)
+            .bind(to_ms(now))
+            .execute(pool)
+            .await?
+            .rows_affected(),
+        };
         Ok(moved == 1)
     }
 
@@ -220,31 +250,36 @@ impl ConnectionSessions<'_> {
         attempt: &Attempt,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO connection_attempts (state_hash, session_id, bank_id, bank_consent_id, verifier, created_at, renews)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .bind(state_hash)
-        .bind(attempt.session_id.to_string())
-        .bind(&attempt.bank_id)
-        .bind(&attempt.bank_consent_id)
-        .bind(&attempt.verifier)
-        .bind(to_ms(now))
-        .bind(&attempt.renews)
-        .execute(&self.write)
-        .await?;
+        on_write!(self, |c| {
+            sqlx::query(
+                "INSERT INTO connection_attempts (state_hash, session_id, bank_id, bank_consent_id, verifier, created_at, renews)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(state_hash)
+            .bind(attempt.session_id.to_string())
+            .bind(&attempt.bank_id)
+            .bind(&attempt.bank_consent_id)
+            .bind(&attempt.verifier)
+            .bind(to_ms(now))
+            .bind(&attempt.renews)
+            .execute(c)
+            .await?;
+        });
         Ok(())
     }
 
-    /// Takes back the authorization whose `state` hashes to `state_hash`, at most once.
+    /// Takes back the authorization whose `state` hashes to `state_hash`, at most once: the
+    /// `DELETE ... RETURNING` is the decision (a concurrent second one finds the row gone).
     pub async fn take_attempt(&self, state_hash: &[u8]) -> Result<Option<Attempt>, StoreError> {
-        let row: Option<(String, String, String, String, Option<String>)> = sqlx::query_as(
-            "DELETE FROM connection_attempts WHERE state_hash = ?1
+        let row: Option<(String, String, String, String, Option<String>)> = on_write!(self, |c| {
+            sqlx::query_as(
+                "DELETE FROM connection_attempts WHERE state_hash = $1
              RETURNING session_id, bank_id, bank_consent_id, verifier, renews",
-        )
-        .bind(state_hash)
-        .fetch_optional(&self.write)
-        .await?;
+            )
+            .bind(state_hash)
+            .fetch_optional(c)
+            .await?
+        });
         Ok(
             row.and_then(|(session, bank_id, bank_consent_id, verifier, renews)| {
                 Some(Attempt {
@@ -260,12 +295,13 @@ impl ConnectionSessions<'_> {
 
     /// Session `id`, whoever's (the callback, which the state already authenticated).
     pub async fn by_id(&self, id: Uuid) -> Result<Option<SessionRecord>, StoreError> {
-        let row: Option<Row> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM connection_sessions WHERE id = ?1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&self.read)
-        .await?;
+        let sql = format!("SELECT {COLUMNS} FROM connection_sessions WHERE id = $1");
+        let row: Option<Row> = on_read!(self, |c| {
+            sqlx::query_as(&sql)
+                .bind(id.to_string())
+                .fetch_optional(c)
+                .await?
+        });
         Ok(row.and_then(Row::into_record))
     }
 }

@@ -48,16 +48,17 @@ struct UserSummaryRow {
 /// Whether `user_id` exists and is `partner`'s; every per-user query asks this first, so
 /// that another partner's user reads exactly like a missing one.
 pub(super) async fn owned_by(
-    conn: &mut sqlx::SqliteConnection,
+    conn: impl Into<super::Conn<'_>>,
     partner: Uuid,
     user_id: Uuid,
 ) -> Result<bool, StoreError> {
-    let row: Option<(i64,)> =
-        sqlx::query_as("SELECT 1 FROM users WHERE id = ?1 AND partner_id = ?2")
+    let row: Option<(String,)> = on_conn!(conn.into(), |c| {
+        sqlx::query_as("SELECT id FROM users WHERE id = $1 AND partner_id = $2")
             .bind(user_id.to_string())
             .bind(partner.to_string())
-            .fetch_optional(&mut *conn)
-            .await?;
+            .fetch_optional(c)
+            .await?
+    });
     Ok(row.is_some())
 }
 
@@ -79,32 +80,40 @@ impl Users<'_> {
         };
         // The count and the insert are one statement: concurrent creations cannot pass the
         // cap together.
-        let inserted = sqlx::query(
-            "INSERT INTO users (id, partner_id, source, external_reference, created_at)
-             SELECT ?1, ?2, ?3, ?4, ?5
-             WHERE ?6 IS NULL OR (SELECT COUNT(*) FROM users WHERE partner_id = ?2) < ?6",
-        )
-        .bind(user.user_id.to_string())
-        .bind(partner.to_string())
-        .bind(source.as_str())
-        .bind(external_reference)
-        .bind(to_ms(now))
-        .bind(cap.map(i64::from))
-        .execute(&self.write)
-        .await?
-        .rows_affected();
+        // (Under the serial lock on PostgreSQL: under read committed, two creations could
+        // each count the other's user out.)
+        let inserted = in_tx!(self, |tx| {
+            let inserted = sqlx::query(
+                "INSERT INTO users (id, partner_id, source, external_reference, created_at)
+                 SELECT $1, $2, $3, $4, $5
+                 WHERE $6 IS NULL OR (SELECT COUNT(*) FROM users WHERE partner_id = $2) < $6",
+            )
+            .bind(user.user_id.to_string())
+            .bind(partner.to_string())
+            .bind(source.as_str())
+            .bind(external_reference)
+            .bind(to_ms(now))
+            .bind(cap.map(i64::from))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            inserted
+        });
         Ok((inserted == 1).then_some(user))
     }
 
     /// The user, if it exists and belongs to `partner`.
     pub async fn get(&self, partner: Uuid, user_id: Uuid) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> = sqlx::query_as(
-            "SELECT id, source, external_reference, created_at FROM users WHERE id = ?1 AND partner_id = ?2",
-        )
-        .bind(user_id.to_string())
-        .bind(partner.to_string())
-        .fetch_optional(&self.read)
-        .await?;
+        let row: Option<UserRow> = on_read!(self, |c| {
+            sqlx::query_as(
+                "SELECT id, source, external_reference, created_at FROM users WHERE id = $1 AND partner_id = $2",
+            )
+            .bind(user_id.to_string())
+            .bind(partner.to_string())
+            .fetch_optional(c)
+            .await?
+        });
         Ok(row.and_then(UserRow::into_user))
     }
 
@@ -125,21 +134,29 @@ impl Users<'_> {
                 .replace('%', "\\%")
                 .replace('_', "\\_")
         );
-        let rows: Vec<UserSummaryRow> = sqlx::query_as(
+        // SQLite's LIKE ignores ASCII case; PostgreSQL's ILIKE is the same search.
+        let like = match self.backend() {
+            super::Backend::Sqlite => "LIKE",
+            super::Backend::Postgres => "ILIKE",
+        };
+        let sql = format!(
             "SELECT u.id, u.source, u.external_reference, u.created_at,
                (SELECT COUNT(*) FROM accounts a WHERE a.user_id = u.id) AS accounts,
                (SELECT MAX(a.last_transaction_refresh_date) FROM accounts a WHERE a.user_id = u.id) AS last_refresh
              FROM users u
-             WHERE u.partner_id = ?1
-               AND (u.id LIKE ?2 ESCAPE '\\' OR COALESCE(u.external_reference, '') LIKE ?2 ESCAPE '\\')
-             ORDER BY u.created_at DESC, u.id DESC LIMIT ?3 OFFSET ?4",
-        )
-        .bind(partner.to_string())
-        .bind(pattern)
-        .bind(i64::from(limit) + 1)
-        .bind(i64::from(offset))
-        .fetch_all(&self.read)
-        .await?;
+             WHERE u.partner_id = $1
+               AND (u.id {like} $2 ESCAPE '\\' OR COALESCE(u.external_reference, '') {like} $2 ESCAPE '\\')
+             ORDER BY u.created_at DESC, u.id DESC LIMIT $3 OFFSET $4"
+        );
+        let rows: Vec<UserSummaryRow> = on_read!(self, |c| {
+            sqlx::query_as(&sql)
+                .bind(partner.to_string())
+                .bind(&pattern)
+                .bind(i64::from(limit) + 1)
+                .bind(i64::from(offset))
+                .fetch_all(c)
+                .await?
+        });
         Ok(page_of(rows, limit, |r| {
             Some(UserSummary {
                 user: r.user.into_user()?,

@@ -281,7 +281,13 @@ async fn a_consented_users_accounts_are_connected_fetched_and_refreshed_with_the
 
     // Nothing secret at rest: neither the first tokens nor anything in clear; nor in the
     // server's log, at any level.
-    for file in [app.db_file(), app.db_file().with_extension("db-wal")] {
+    // (Sealing is above the store; the SQLite run reads the files themselves.)
+    let files = if app.on_postgres() {
+        Vec::new()
+    } else {
+        vec![app.db_file(), app.db_file().with_extension("db-wal")]
+    };
+    for file in files {
         for token in [&access, &refresh] {
             assert!(!contains(&file, token), "{} holds a token", file.display());
         }
@@ -449,9 +455,7 @@ async fn consent_notices_come_once_each_across_a_restart() {
     app.clock.set(ends - TimeDelta::days(7));
     assert_eq!(run(app.store.clone()).await, 1);
     // A restarted server (a new store on the same file) sends it no second time.
-    let restarted = server::store::Store::open(&format!("sqlite://{}", app.db_file().display()))
-        .await
-        .unwrap();
+    let restarted = server::store::Store::open(&app.url).await.unwrap();
     assert_eq!(run(restarted.clone()).await, 0);
     app.clock.set(ends - TimeDelta::days(2));
     assert_eq!(run(restarted.clone()).await, 0);

@@ -211,13 +211,13 @@ async fn a_hung_bank_holds_only_its_own_accounts() {
     );
     let (key, users) = refreshed_users(&app, 20, 2).await;
     // Half of the users bank at the hung bank.
-    sqlx::query(
-        "UPDATE accounts SET bank_id = 'hung' WHERE user_id IN (SELECT value FROM json_each(?1))",
-    )
-    .bind(serde_json::to_string(&users[..10]).unwrap())
-    .execute(&app.db)
-    .await
-    .unwrap();
+    for user in &users[..10] {
+        sqlx::query("UPDATE accounts SET bank_id = 'hung' WHERE user_id = $1")
+            .bind(user)
+            .execute(&app.db)
+            .await
+            .unwrap();
+    }
     let engine = worker_on(&app, Arc::new(directory)).spawn();
     until_items(&app, |items| {
         items
@@ -357,7 +357,7 @@ async fn a_failing_bank_opens_its_breaker_and_shows_unavailable() {
     );
     let failed: Vec<(String, i64)> = sqlx::query_as(
         "SELECT error_code, error_retryable FROM refresh_job_items i JOIN accounts a ON a.id = i.account_id
-         WHERE a.user_id = ?1",
+         WHERE a.user_id = $1",
     )
     .bind(&user)
     .fetch_all(&app.db)

@@ -164,7 +164,7 @@ async fn events_older_than_seven_days_go_with_their_ended_deliveries_and_nothing
         .append(partner, kind, &payload, noon - TimeDelta::days(6))
         .await
         .unwrap();
-    sqlx::query("UPDATE webhook_deliveries SET status = 'SUCCEEDED', next_attempt_at = NULL WHERE event_id = ?1")
+    sqlx::query("UPDATE webhook_deliveries SET status = 'SUCCEEDED', next_attempt_at = NULL WHERE event_id = $1")
         .bind(&ended.id)
         .execute(&app.db)
         .await

@@ -1,4 +1,6 @@
-//! A fresh server per test: its own SQLite file, a frozen clock, the real router.
+//! A fresh server per test: its own database, a frozen clock, the real router. The database
+//! is a SQLite file, or — when `FRESHET_TEST_POSTGRES_URL` names a PostgreSQL server (as
+//! `scripts/test` does for its second run) — a fresh database on that server.
 
 use std::sync::Arc;
 
@@ -14,6 +16,35 @@ use server::store::Store;
 use server::webhooks::{Deliverer, DeliveryConfig, TargetPolicy};
 use server::{AppState, router};
 use tower::ServiceExt;
+
+/// The PostgreSQL server the tests run on instead of SQLite, if any.
+pub fn postgres_server() -> Option<String> {
+    std::env::var("FRESHET_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// A fresh, empty database for one test: a SQLite file in `dir`, or a new database on
+/// [`postgres_server`] (created with the C collation: byte order, as SQLite sorts).
+pub async fn database_url(dir: &std::path::Path) -> String {
+    let Some(server) = postgres_server() else {
+        return format!("sqlite://{}", dir.join("freshet.db").display());
+    };
+    use sqlx::Connection;
+    let name = format!("t{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
+    sqlx::query(&format!(
+        "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.unwrap();
+    let base = server
+        .rsplit_once('/')
+        .map_or(server.as_str(), |(base, _)| base);
+    format!("{base}/{name}")
+}
 
 /// 12:00:00Z, the "now" of the worked examples.
 pub fn noon() -> DateTime<Utc> {
@@ -36,7 +67,10 @@ pub fn iso(t: DateTime<Utc>) -> String {
 pub struct TestApp {
     pub router: axum::Router,
     pub clock: Arc<Clock>,
-    pub db: sqlx::SqlitePool,
+    /// The same database, for a test's own SQL (`$1` placeholders: both backends read them).
+    pub db: sqlx::AnyPool,
+    /// Its URL (another store on the same database: a restarted server, a second replica).
+    pub url: String,
     pub store: Store,
     pub bank: Arc<SandboxBank>,
     pub targets: TargetPolicy,
@@ -107,10 +141,36 @@ impl TestApp {
         configure: impl FnOnce(Services) -> Services,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("freshet.db").display());
+        let url = database_url(dir.path()).await;
+        let clock = Arc::new(Clock::frozen(noon()));
+        Self::on(url, dir, clock, sandbox, targets, configure).await
+    }
+
+    /// A second server on this one's database and clock (a replica: on PostgreSQL, as in
+    /// production; on SQLite, a second process's view of the same file).
+    pub async fn replica(&self) -> Self {
+        let sandbox = self.services.sandbox;
+        Self::on(
+            self.url.clone(),
+            tempfile::tempdir().unwrap(),
+            Arc::clone(&self.clock),
+            sandbox,
+            self.targets.clone(),
+            |s| s,
+        )
+        .await
+    }
+
+    async fn on(
+        url: String,
+        dir: tempfile::TempDir,
+        clock: Arc<Clock>,
+        sandbox: bool,
+        targets: TargetPolicy,
+        configure: impl FnOnce(Services) -> Services,
+    ) -> Self {
         let store = Store::open(&url).await.unwrap();
         store.migrate().await.unwrap();
-        let clock = Arc::new(Clock::frozen(noon()));
         let policy = RefreshPolicy::default();
         let bank = Arc::new(SandboxBank::new(Arc::clone(&clock)));
         let services = Arc::new(configure(
@@ -119,11 +179,13 @@ impl TestApp {
                 .with_webhook_targets(targets.clone()),
         ));
         let state = AppState::new(std::path::Path::new("target/site"), Arc::clone(&services));
-        let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::any::install_default_drivers();
+        let db = sqlx::AnyPool::connect(&url).await.unwrap();
         Self {
             router: router(state),
             clock,
             db,
+            url,
             store,
             bank,
             targets,
@@ -236,6 +298,11 @@ impl TestApp {
     pub async fn refresh(&self, key: &str, user: &str) -> Reply {
         self.post(&format!("/v1/users/{user}/accounts-refresh"), key, None)
             .await
+    }
+
+    /// Whether this server's database is PostgreSQL.
+    pub fn on_postgres(&self) -> bool {
+        self.store.backend() == server::store::Backend::Postgres
     }
 
     /// The SQLite file (and, beside it, its WAL).

@@ -16,6 +16,7 @@ mod openapi;
 mod ops;
 mod portal;
 mod refresh;
+mod replicas;
 mod users;
 mod webhooks;
 mod worker;

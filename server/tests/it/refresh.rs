@@ -180,7 +180,7 @@ async fn worked_8_an_in_flight_account_triggers_again_when_another_is_stale() {
     );
     // A keeps the trigger time of the fetch already running: it is not started twice.
     let since: Option<i64> =
-        sqlx::query_scalar("SELECT in_flight_since FROM accounts WHERE id = ?1")
+        sqlx::query_scalar("SELECT in_flight_since FROM accounts WHERE id = $1")
             .bind(&a[0])
             .fetch_one(&app.db)
             .await

@@ -169,7 +169,7 @@ async fn a_triggered_refresh_is_fetched_ingested_and_announced_once_per_account(
     assert_eq!(app.refresh(&key, &user).await.status, 201);
     drain(&w).await;
     let dupes: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM (SELECT account_id, bank_transaction_id FROM transactions GROUP BY 1, 2 HAVING COUNT(*) > 1)",
+        "SELECT COUNT(*) FROM (SELECT account_id, bank_transaction_id FROM transactions GROUP BY 1, 2 HAVING COUNT(*) > 1) AS dupes",
     )
     .fetch_one(&app.db)
     .await

@@ -106,27 +106,30 @@ impl Attempts<'_> {
         after: Option<&AttemptCursor>,
         limit: u32,
     ) -> Result<Option<(Vec<Attempt>, Option<String>)>, StoreError> {
-        if !owns(partner, id, &self.read).await? {
-            return Ok(None);
-        }
-        let rows: Vec<AttemptRow> = sqlx::query_as(
-            "SELECT a.event_id, d.event_type, a.attempt, a.started_at, a.outcome, a.status_code,
-               a.latency_ms, a.error_kind, a.response_excerpt, a.next_attempt_at, d.status AS delivery_status
-             FROM webhook_attempts a
-             JOIN webhook_deliveries d ON d.subscription_id = a.subscription_id AND d.event_id = a.event_id
-             WHERE a.subscription_id = ?1 AND (?2 IS NULL OR a.event_id = ?2)
-               AND (?3 IS NULL OR (a.started_at, a.attempt, a.event_id) < (?3, ?4, ?5))
-             ORDER BY a.started_at DESC, a.attempt DESC, a.event_id DESC
-             LIMIT ?6",
-        )
-        .bind(id.to_string())
-        .bind(event_id)
-        .bind(after.map(|c| c.started_at))
-        .bind(after.map(|c| c.attempt))
-        .bind(after.map(|c| c.event_id.as_str()))
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&self.read)
-        .await?;
+        let rows: Vec<AttemptRow> = on_read!(self, |c| {
+            if !owns(partner, id, c).await? {
+                return Ok(None);
+            }
+            // The cursor's attempt binds as an i64: PostgreSQL has no unsigned types.
+            sqlx::query_as(
+                "SELECT a.event_id, d.event_type, a.attempt, a.started_at, a.outcome, a.status_code,
+                   a.latency_ms, a.error_kind, a.response_excerpt, a.next_attempt_at, d.status AS delivery_status
+                 FROM webhook_attempts a
+                 JOIN webhook_deliveries d ON d.subscription_id = a.subscription_id AND d.event_id = a.event_id
+                 WHERE a.subscription_id = $1 AND ($2 IS NULL OR a.event_id = $2)
+                   AND ($3 IS NULL OR (a.started_at, a.attempt, a.event_id) < ($3, $4, $5))
+                 ORDER BY a.started_at DESC, a.attempt DESC, a.event_id DESC
+                 LIMIT $6",
+            )
+            .bind(id.to_string())
+            .bind(event_id)
+            .bind(after.map(|c| c.started_at))
+            .bind(after.map(|c| i64::from(c.attempt)))
+            .bind(after.map(|c| c.event_id.as_str()))
+            .bind(i64::from(limit) + 1)
+            .fetch_all(c)
+            .await?
+        });
         let mut page: Vec<Attempt> = rows.into_iter().map(AttemptRow::into_attempt).collect();
         let next = if page.len() > limit as usize {
             page.truncate(limit as usize);
@@ -144,17 +147,19 @@ impl Attempts<'_> {
         subscription: Uuid,
         since: DateTime<Utc>,
     ) -> Result<Vec<AttemptPoint>, StoreError> {
-        let rows: Vec<(i64, Option<i64>, String)> = sqlx::query_as(
-            "SELECT a.started_at, a.latency_ms, a.outcome FROM webhook_attempts a
-             JOIN webhook_subscriptions s ON s.id = a.subscription_id
-             WHERE s.partner_id = ?1 AND a.subscription_id = ?2 AND a.started_at >= ?3
-             ORDER BY a.started_at LIMIT 5000",
-        )
-        .bind(partner.to_string())
-        .bind(subscription.to_string())
-        .bind(to_ms(since))
-        .fetch_all(&self.read)
-        .await?;
+        let rows: Vec<(i64, Option<i64>, String)> = on_read!(self, |c| {
+            sqlx::query_as(
+                "SELECT a.started_at, a.latency_ms, a.outcome FROM webhook_attempts a
+                 JOIN webhook_subscriptions s ON s.id = a.subscription_id
+                 WHERE s.partner_id = $1 AND a.subscription_id = $2 AND a.started_at >= $3
+                 ORDER BY a.started_at LIMIT 5000",
+            )
+            .bind(partner.to_string())
+            .bind(subscription.to_string())
+            .bind(to_ms(since))
+            .fetch_all(c)
+            .await?
+        });
         Ok(rows
             .into_iter()
             .map(|(at, latency_ms, outcome)| AttemptPoint {

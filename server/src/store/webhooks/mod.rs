@@ -132,15 +132,20 @@ pub struct AttemptRecord {
 }
 
 /// Whether subscription `id` exists and is `partner`'s: another partner's reads as missing.
-async fn owns<'e, E>(partner: Uuid, id: Uuid, executor: E) -> Result<bool, StoreError>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
-{
-    let row: Option<(i64,)> =
-        sqlx::query_as("SELECT 1 FROM webhook_subscriptions WHERE id = ?1 AND partner_id = ?2")
+/// On either backend's pool or transaction ([`super::Conn`]), like
+/// `users::owned_by`.
+async fn owns(
+    partner: Uuid,
+    id: Uuid,
+    executor: impl Into<super::Conn<'_>>,
+) -> Result<bool, StoreError> {
+    // The id itself, not `SELECT 1`: PostgreSQL's literal is an int4, SQLite's an integer.
+    let row: Option<(String,)> = on_conn!(executor.into(), |c| {
+        sqlx::query_as("SELECT id FROM webhook_subscriptions WHERE id = $1 AND partner_id = $2")
             .bind(id.to_string())
             .bind(partner.to_string())
-            .fetch_optional(executor)
-            .await?;
+            .fetch_optional(c)
+            .await?
+    });
     Ok(row.is_some())
 }
