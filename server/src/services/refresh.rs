@@ -9,12 +9,17 @@
 //! commits once, and only then answers them all. Every 201 is therefore sent after its job
 //! is on disk, and concurrent requests for one user are decided one after another: at most
 //! one of them triggers.
+//!
+//! On PostgreSQL several writers take turns collecting batches ([`PG_WRITERS`]): while one
+//! waits for its commit, the next collects and decides the requests that arrived meanwhile.
+//! Their batches may overlap in users; the store's row locks on the users decide them one
+//! after another, as the single SQLite writer does.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use freshet_rules::{RefreshPolicy, Status, Verdict};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
 use super::Error;
@@ -106,11 +111,26 @@ impl std::fmt::Debug for Pending {
     }
 }
 
+/// Writers that take turns on PostgreSQL (SQLite has one writer: one).
+const PG_WRITERS: usize = 4;
+
 impl RefreshService {
-    /// Starts the writer task on the current Tokio runtime.
+    /// Starts the writer tasks on the current Tokio runtime.
     pub(super) fn start(store: Store, clock: Arc<Clock>, policy: RefreshPolicy) -> Self {
         let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(writer(rx, RefreshWriter::new(store), clock, policy));
+        let rx = Arc::new(Mutex::new(rx));
+        let writers = match store.backend() {
+            crate::store::Backend::Sqlite => 1,
+            crate::store::Backend::Postgres => PG_WRITERS,
+        };
+        for _ in 0..writers {
+            tokio::spawn(writer(
+                Arc::clone(&rx),
+                RefreshWriter::new(store.clone()),
+                Arc::clone(&clock),
+                policy,
+            ));
+        }
         Self { queue }
     }
 }
@@ -129,13 +149,14 @@ impl super::Services {
 }
 
 async fn writer(
-    mut rx: mpsc::Receiver<Pending>,
+    rx: Arc<Mutex<mpsc::Receiver<Pending>>>,
     mut store: RefreshWriter,
     clock: Arc<Clock>,
     policy: RefreshPolicy,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    // The queue is held only while a batch is collected, not while it is committed.
+    while rx.lock().await.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let now = clock.now();
         let mut user_ids: Vec<Uuid> = batch.iter().map(|p| p.command.user_id).collect();
         user_ids.sort_unstable();
