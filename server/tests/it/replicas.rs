@@ -147,12 +147,7 @@ async fn an_event_committed_late_is_never_skipped_by_a_resuming_reader() {
     }
     let b = a.replica().await;
     a.partner(true).await;
-    let partner: Uuid = sqlx::query_scalar::<_, String>("SELECT id FROM partners")
-        .fetch_one(&a.db)
-        .await
-        .unwrap()
-        .parse()
-        .unwrap();
+    let partner = only_partner(&a).await;
     let seen = a.store.events().last_seq(partner).await.unwrap();
 
     // Writer 1 follows the event log's protocol by hand and stops before its commit.
@@ -295,12 +290,7 @@ async fn work_committed_on_one_replica_wakes_the_other() {
         .expect("replica b hears of replica a's work")
         .unwrap();
     a.partner(true).await;
-    let partner: Uuid = sqlx::query_scalar::<_, String>("SELECT id FROM partners")
-        .fetch_one(&a.db)
-        .await
-        .unwrap()
-        .parse()
-        .unwrap();
+    let partner = only_partner(&a).await;
     a.store
         .events()
         .append(partner, "test.wake", &json!({}), noon())
@@ -355,4 +345,14 @@ async fn two_fetches_of_one_account_in_one_commit_end_its_items_once() {
     .await
     .unwrap();
     assert_eq!(events, 1, "one terminal event for the one job and account");
+}
+
+/// The id of the one partner `app` holds.
+async fn only_partner(app: &TestApp) -> Uuid {
+    sqlx::query_scalar::<_, String>("SELECT id FROM partners")
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+        .parse()
+        .unwrap()
 }
