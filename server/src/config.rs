@@ -198,6 +198,11 @@ pub struct ServeArgs {
     /// On an empty database, create a demo partner, users and accounts (implies --sandbox).
     #[arg(long, env = "FRESHET_DEMO")]
     pub demo: bool,
+    /// Serve HTTP only (API, portal, event streams): no refresh workers, scheduler, webhook
+    /// deliverer or retention in this process. PostgreSQL only: the other replicas on the
+    /// database do that work, woken by this one's commits.
+    #[arg(long, env = "FRESHET_API_ONLY", conflicts_with_all = ["sandbox", "demo"])]
+    pub api_only: bool,
     /// How old an account's data may get before a scheduled refresh fetches it, in seconds.
     #[arg(long, env = "FRESHET_SCHEDULED_REFRESH_SECONDS", default_value_t = 6 * 3600, value_parser = clap::value_parser!(i64).range(60..))]
     pub scheduled_refresh_seconds: i64,

@@ -259,6 +259,12 @@ async fn open(db: &DatabaseArgs) -> anyhow::Result<Store> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = open(&args.db).await?;
+    // On SQLite the one process that writes the file must also do the work.
+    if args.api_only && store.backend() != server::store::Backend::Postgres {
+        anyhow::bail!(
+            "--api-only needs PostgreSQL: on SQLite one `freshet serve` serves and runs the engine"
+        );
+    }
     // Created on first start (a key file beside the database) when not given.
     let keys = keyring(&store)?;
     tracing::info!(
@@ -314,37 +320,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => Vec::new(),
     };
-    let health = Health::default();
-    health.watch(
-        "webhook deliverer",
-        Deliverer::with_roots(
-            store.clone(),
-            Arc::clone(&clock),
-            args.webhook_targets(),
-            args.delivery(),
-            roots,
-        )
-        .map_err(|e| anyhow::anyhow!("building the webhook client: {e}"))?
-        .spawn(),
-    );
-    health.watch(
-        "retention",
-        server::retention::spawn(store.clone(), Arc::clone(&clock)),
-    );
-    // The engine runs on every server: the workers fetch each account from its own bank
-    // through the directory, the scheduler queues what is due.
-    let mut worker = Worker::new(
-        store.clone(),
-        Arc::new(directory.clone()),
-        Arc::clone(&clock),
-    );
-    worker.lease = chrono::TimeDelta::seconds(args.worker_lease_seconds);
-    if let Some(bank) = bank {
-        let addr = serve_sandbox_bank(Arc::clone(&bank), args.sandbox_bank_bind).await?;
+    if let Some(bank) = &bank {
+        let addr = serve_sandbox_bank(Arc::clone(bank), args.sandbox_bank_bind).await?;
         tracing::info!("sandbox bank listening on http://{addr}");
         // Reached over HTTP like any bank, freshet one of its OAuth clients.
         let (connector, oauth) = SandboxConnector::register(
-            &bank,
+            bank,
             &format!("http://{addr}"),
             &services.callback_url(),
             keys.clone(),
@@ -353,19 +334,53 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
         .map_err(|e| anyhow::anyhow!("registering the sandbox bank: {e}"))?;
         services.add_sandbox_bank(connector, oauth);
-        worker.transactions_per_partner =
-            Some(args.limits().sandbox_stored_transactions_per_partner);
     }
-    tracing::info!(banks = ?directory, "refresh workers fetching from these banks");
-    health.watch("refresh workers", worker.spawn());
-    health.watch(
-        "scheduler",
-        server::scheduler::spawn(
+    let health = Health::default();
+    if args.api_only {
+        tracing::info!(
+            "--api-only: no refresh workers, scheduler, webhook deliverer or retention here; \
+             the other replicas on the database run them"
+        );
+    } else {
+        health.watch(
+            "webhook deliverer",
+            Deliverer::with_roots(
+                store.clone(),
+                Arc::clone(&clock),
+                args.webhook_targets(),
+                args.delivery(),
+                roots,
+            )
+            .map_err(|e| anyhow::anyhow!("building the webhook client: {e}"))?
+            .spawn(),
+        );
+        health.watch(
+            "retention",
+            server::retention::spawn(store.clone(), Arc::clone(&clock)),
+        );
+        // The engine: the workers fetch each account from its own bank through the
+        // directory, the scheduler queues what is due.
+        let mut worker = Worker::new(
             store.clone(),
+            Arc::new(directory.clone()),
             Arc::clone(&clock),
-            chrono::TimeDelta::seconds(args.scheduled_refresh_seconds),
-        ),
-    );
+        );
+        worker.lease = chrono::TimeDelta::seconds(args.worker_lease_seconds);
+        if sandbox {
+            worker.transactions_per_partner =
+                Some(args.limits().sandbox_stored_transactions_per_partner);
+        }
+        tracing::info!(banks = ?directory, "refresh workers fetching from these banks");
+        health.watch("refresh workers", worker.spawn());
+        health.watch(
+            "scheduler",
+            server::scheduler::spawn(
+                store.clone(),
+                Arc::clone(&clock),
+                chrono::TimeDelta::seconds(args.scheduled_refresh_seconds),
+            ),
+        );
+    }
     if args.demo {
         // With the engine running: the demo's users connect through the journey and their
         // first fetches land.

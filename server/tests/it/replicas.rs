@@ -356,3 +356,120 @@ async fn only_partner(app: &TestApp) -> Uuid {
         .parse()
         .unwrap()
 }
+
+/// `serve --api-only`: on PostgreSQL a replica that answers the API and runs no engine; the
+/// job it creates is fetched by another replica's workers. On SQLite, where the one process
+/// that writes the file must also do the work, it refuses to start and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_only_replica_decides_and_another_replica_fetches() {
+    use std::io::BufRead;
+    use std::sync::Arc;
+
+    let a = TestApp::new().await;
+    let bin = env!("CARGO_BIN_EXE_freshet");
+    let serve = |extra: &[&str]| {
+        let mut command = std::process::Command::new(bin);
+        command
+            .args(["--log-format", "json", "serve", "--api-only"])
+            .args(["--database-url", &a.url, "--bind", "127.0.0.1:0"])
+            .args(extra)
+            // Replicas on PostgreSQL seal secrets with a key from the environment.
+            .env(
+                "FRESHET_MASTER_KEY",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            )
+            .env("RUST_LOG", "info");
+        command
+    };
+    let refused = serve(&["--sandbox"]).output().unwrap();
+    assert!(!refused.status.success(), "--api-only --sandbox is refused");
+    if !a.on_postgres() {
+        let refused = serve(&[]).output().unwrap();
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("--api-only needs PostgreSQL"), "{stderr}");
+        return;
+    }
+    let mut child = Killed(
+        serve(&[])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = std::io::BufReader::new(child.0.stderr.take().unwrap());
+    let (lines, read) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in stderr.lines() {
+            if lines.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut said = Vec::new();
+    let base = loop {
+        let line = read
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("the replica logs its address; it said: {said:#?}"));
+        let message = serde_json::from_str::<serde_json::Value>(&line).unwrap()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if let Some(base) = message.strip_prefix("freshet listening on ") {
+            break base.to_owned();
+        }
+        said.push(message);
+    };
+    assert!(
+        said.iter()
+            .any(|m| m.starts_with("--api-only: no refresh workers")),
+        "{said:#?}"
+    );
+
+    let key = a.partner(true).await;
+    let user = a.user(&key).await;
+    a.connect(
+        &key,
+        &user,
+        json!([acct("ACTIVE", Some(noon() - minutes(30)))]),
+    )
+    .await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let refresh = format!("{base}/v1/users/{user}/accounts-refresh");
+    let created = http
+        .post(&refresh)
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let job: serde_json::Value = created.json().await.unwrap();
+    let job = job["jobId"].as_str().unwrap().to_owned();
+    let state = || async {
+        let body: serde_json::Value = http
+            .get(format!("{refresh}/{job}"))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["status"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(state().await, "QUEUED");
+    // The other replica's engine (a's workers, fetching from a's sandbox bank).
+    let bank = Arc::new(crate::worker::sandbox_connector(&a).await);
+    crate::worker::drain(&crate::worker::worker_on(&a, bank)).await;
+    assert_eq!(state().await, "SUCCEEDED");
+}
+
+/// A child process, killed however the test ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

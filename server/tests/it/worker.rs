@@ -20,7 +20,7 @@ pub async fn worker(app: &TestApp) -> Worker {
 }
 
 /// The HTTP connector to this app's sandbox bank, served on its own port.
-async fn sandbox_connector(app: &TestApp) -> HttpBank {
+pub async fn sandbox_connector(app: &TestApp) -> HttpBank {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let bank_router = router(Arc::clone(&app.bank));
