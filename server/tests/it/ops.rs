@@ -183,7 +183,7 @@ async fn metrics_need_their_token_and_move_with_refreshes_and_webhooks() {
 }
 
 /// A child process, killed when dropped.
-struct Killed(std::process::Child);
+pub(crate) struct Killed(pub(crate) std::process::Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {

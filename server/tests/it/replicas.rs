@@ -390,7 +390,7 @@ async fn an_api_only_replica_decides_and_another_replica_fetches() {
         assert!(stderr.contains("--api-only needs PostgreSQL"), "{stderr}");
         return;
     }
-    let mut child = Killed(
+    let mut child = crate::ops::Killed(
         serve(&[])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
@@ -462,14 +462,4 @@ async fn an_api_only_replica_decides_and_another_replica_fetches() {
     let bank = Arc::new(crate::worker::sandbox_connector(&a).await);
     crate::worker::drain(&crate::worker::worker_on(&a, bank)).await;
     assert_eq!(state().await, "SUCCEEDED");
-}
-
-/// A child process, killed however the test ends.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
