@@ -220,11 +220,16 @@ async fn insert_jobs(
 }
 
 /// PostgreSQL's [`insert_jobs`]: one statement, the rows as arrays. The accounts are
-/// locked in id order before they are marked (`FOR NO KEY UPDATE`, which the foreign keys'
-/// `KEY SHARE` locks do not wait for), so that two transactions marking overlapping
-/// accounts (a refresh batch and the scheduler) queue instead of deadlocking. Unlike
-/// SQLite's, these tables have no foreign keys on PostgreSQL: this statement is their one
-/// writer, and the row-by-row checks cost ~40 % of it (migration 0002 says why).
+/// marked in id order (`$9`/`$10`, sorted by the caller; a nested loop over `unnest` walks
+/// them in that order), as every other writer of several accounts locks them, so two
+/// transactions marking overlapping accounts (a refresh batch and the scheduler) queue
+/// instead of deadlocking. (It was a `SELECT .. ORDER BY a.id FOR NO KEY UPDATE` joined back
+/// to `accounts`: a second index probe per account and a sort, ~25 % of the update; were
+/// the planner ever to walk the array out of order, PostgreSQL would break the deadlock
+/// and the refresh batch runs again.) `UPDATE` takes the same `FOR NO KEY UPDATE` row
+/// lock, which the foreign keys' `KEY SHARE` locks do not wait for. Unlike SQLite's, these
+/// tables have no foreign keys on PostgreSQL: this statement is their one writer, and the
+/// row-by-row checks cost ~40 % of it (migration 0002 says why).
 const INSERT_JOBS_PG: &str = "WITH new_jobs AS (
        INSERT INTO refresh_jobs (id, partner_id, user_id, kind, status, created_at)
        SELECT r.id, r.partner_id, r.user_id, r.kind, 'QUEUED', $5
@@ -234,8 +239,7 @@ const INSERT_JOBS_PG: &str = "WITH new_jobs AS (
        SELECT r.job_id, r.account_id, 'QUEUED' FROM unnest($6::text[], $7::text[]) AS r(job_id, account_id)
      )
      UPDATE accounts SET in_flight_since = m.at
-     FROM (SELECT a.id, t.at FROM accounts a JOIN unnest($7::text[], $8::bigint[]) AS t(id, at) ON a.id = t.id
-           WHERE a.in_flight_since IS NULL ORDER BY a.id FOR NO KEY UPDATE OF a) AS m
+     FROM unnest($8::text[], $9::bigint[]) AS m(id, at)
      WHERE accounts.id = m.id AND accounts.in_flight_since IS NULL";
 
 /// [`insert_jobs`] on PostgreSQL (see [`INSERT_JOBS_PG`]); the caller commits.
@@ -263,13 +267,17 @@ async fn insert_jobs_pg(
         for account in &job.accounts {
             item_jobs.push(id.clone());
             item_accounts.push(account.as_str());
-            marks.push(at);
+            marks.push((account.as_str(), at));
         }
         ids.push(id);
         partners.push(job.partner.to_string());
         users.push(job.user_id.to_string());
         kinds.push(job.kind.as_str());
     }
+    // Marked in id order (see INSERT_JOBS_PG). An account is in one job of a batch at most;
+    // were it in two, one mark would stand (an `UPDATE` changes a row once), as on SQLite.
+    marks.sort_by(|a, b| a.0.cmp(b.0));
+    let (mark_accounts, mark_times): (Vec<&str>, Vec<i64>) = marks.into_iter().unzip();
     sqlx::query(INSERT_JOBS_PG)
         .bind(ids)
         .bind(partners)
@@ -278,7 +286,8 @@ async fn insert_jobs_pg(
         .bind(to_ms(now))
         .bind(item_jobs)
         .bind(item_accounts)
-        .bind(marks)
+        .bind(mark_accounts)
+        .bind(mark_times)
         .execute(conn)
         .await?;
     Ok(())
