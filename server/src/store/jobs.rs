@@ -220,14 +220,15 @@ async fn insert_jobs(
 }
 
 /// PostgreSQL's [`insert_jobs`]: one statement, the rows as arrays. The accounts are
-/// marked in id order (`$9`/`$10`, sorted by the caller; a nested loop over `unnest` walks
+/// marked in id order (`$8`/`$9`, sorted by the caller; a nested loop over `unnest` walks
 /// them in that order), as every other writer of several accounts locks them, so two
-/// transactions marking overlapping accounts (a refresh batch and the scheduler) queue
-/// instead of deadlocking. (It was a `SELECT .. ORDER BY a.id FOR NO KEY UPDATE` joined back
-/// to `accounts`: a second index probe per account and a sort, ~25 % of the update; were
-/// the planner ever to walk the array out of order, PostgreSQL would break the deadlock
-/// and the refresh batch runs again.) `UPDATE` takes the same `FOR NO KEY UPDATE` row
-/// lock, which the foreign keys' `KEY SHARE` locks do not wait for. Unlike SQLite's, these
+/// transactions marking overlapping accounts queue instead of deadlocking. A plain
+/// `UPDATE .. FROM unnest` rather than a locking `SELECT .. ORDER BY id` joined back: that
+/// probed each account twice and sorted (~25 % of the update). Were the planner ever to walk
+/// the array out of order, PostgreSQL would break the deadlock by failing one transaction
+/// (a refresh batch runs again; a scheduler pass, at its next tick). `UPDATE` takes the
+/// `FOR NO KEY UPDATE` row lock, which the foreign keys' `KEY SHARE` locks do not wait
+/// for. Unlike SQLite's, these
 /// tables have no foreign keys on PostgreSQL: this statement is their one writer, and the
 /// row-by-row checks cost ~40 % of it (migration 0002 says why).
 const INSERT_JOBS_PG: &str = "WITH new_jobs AS (
